@@ -1,0 +1,1 @@
+"""Dataset readers, transcripts and splits: one row per utterance."""

@@ -1,0 +1,1 @@
+"""Media front end: decoding, frame sampling, faces, spectrograms."""

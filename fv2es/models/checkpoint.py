@@ -1,0 +1,108 @@
+"""Checkpoints: one safetensors file holding the weights and, in its metadata, everything needed
+to rebuild the model (the model config, the form, emotion names, validation thresholds).
+
+safetensors stores tensors only, so loading a checkpoint can never execute code. Files are read
+and written through fsspec, so a checkpoint URI may be local, ``s3://``, ``memory://``, ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import fv2es
+from fv2es.config import ConfigError, ModelConfig, from_dict, to_dict
+
+FORMAT = "fv2es-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode) and what was saved with it."""
+
+    model: torch.nn.Module
+    config: ModelConfig
+    thresholds: list[float] | None = None  # per-emotion decision thresholds chosen on validation
+    extra: dict[str, Any] = field(default_factory=dict)  # metrics, epoch, run config, ...
+    model_id: str = ""  # sha256 of the checkpoint bytes (first 16 hex digits)
+
+
+def save_checkpoint(uri: str, model, *, thresholds=None, extra: dict | None = None,
+                    storage_options: dict | None = None) -> str:
+    """Write ``model`` (an FV2ES, training or inference form) to ``uri``; returns its model id."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "fv2es_version": fv2es.__version__,
+        "model_config": json.dumps(to_dict(model.config)),
+        "reparameterized": json.dumps(bool(model.reparameterized)),
+        "emotions": json.dumps(list(model.config.emotions)),
+        "thresholds": json.dumps(None if thresholds is None else [float(t) for t in thresholds]),
+        "extra": json.dumps(extra or {}),
+    }
+    data = save_safetensors(tensors, metadata=meta)
+    with fsspec.open(uri, "wb", **(storage_options or {})) as f:
+        f.write(data)
+    return _model_id(data)
+
+
+def _model_id(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    # The safetensors header: 8-byte little-endian length, then JSON with a "__metadata__" entry.
+    (length,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + length]).get("__metadata__") or {}
+
+
+def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: bool = True,
+                    storage_options: dict | None = None) -> Checkpoint:
+    """Rebuild the model saved at ``uri``.
+
+    With ``inference=True`` (the default) the visual branch is folded into its single-branch
+    form and the model is put in eval mode; ``inference=False`` keeps the training form (to
+    resume training; only possible if it was saved in that form).
+    """
+    from fv2es.models.registry import create_model
+
+    with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+        data = f.read()
+    try:
+        meta = _read_metadata(data)
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{uri}: not an fv2es checkpoint (unreadable safetensors header: {exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{uri}: not an fv2es checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    try:
+        config = from_dict(ModelConfig, json.loads(meta["model_config"]), "model")
+    except ConfigError as exc:
+        raise ValueError(f"{uri}: its model config is not valid for this fv2es version: {exc}") from exc
+    saved_folded = json.loads(meta["reparameterized"])
+    if saved_folded and not inference:
+        raise ValueError(f"{uri}: saved in inference form (RepVGG folded); it cannot be trained further")
+
+    model = create_model(config, pretrained_text=False)
+    if saved_folded:
+        model.reparameterize()  # match the saved parameter layout before loading
+    model.load_state_dict(load_safetensors(data), strict=True)
+    if inference:
+        model.reparameterize()
+        model.eval()
+    model.to(device)
+    return Checkpoint(
+        model=model,
+        config=config,
+        thresholds=json.loads(meta.get("thresholds", "null")),
+        extra=json.loads(meta.get("extra", "{}")),
+        model_id=_model_id(data),
+    )
