@@ -22,8 +22,7 @@ from typing import Any
 
 import yaml
 
-IEMOCAP_EMOTIONS = ("ang", "exc", "fru", "hap", "neu", "sad")
-MOSEI_EMOTIONS = ("anger", "disgust", "fear", "happy", "sad", "surprise")
+from fv2es.emotions import IEMOCAP_EMOTIONS
 
 
 class ConfigError(ValueError):
