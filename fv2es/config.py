@@ -23,6 +23,9 @@ from typing import Any
 import yaml
 
 from fv2es.emotions import IEMOCAP_EMOTIONS
+from fv2es.media.decode import DecodeConfig
+from fv2es.media.faces import FaceConfig
+from fv2es.media.spectrogram import SpectrogramConfig
 
 
 class ConfigError(ValueError):
@@ -114,23 +117,28 @@ class DataConfig:
 
     dataset: str = field(default="iemocap", metadata=_choice("iemocap", "mosei", "manifest"))  # corpus kind
     datapath: str = ""  # URI of the raw dataset or of preprocessed shards (any fsspec path)
-    img_interval: int = 500  # ms between sampled frames
     split_seed: int = 0  # seed of the random 70/10/20 split
     split_ratios: tuple[float, ...] = (0.7, 0.1, 0.2)  # train/valid/test shares when no lists are given
 
     def __post_init__(self):
-        _positive(self, "img_interval")
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
             raise ConfigError(f"data.split_ratios: {self.split_ratios!r} must be 3 shares summing to 1")
 
 
 @dataclass(frozen=True)
 class Config:
-    """A whole run's configuration."""
+    """A whole run's configuration.
+
+    The media sections are the stages' own option classes (``fv2es.media``), so a stage and
+    the config that drives it cannot drift apart.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling, sizes, audio rate
+    faces: FaceConfig = field(default_factory=FaceConfig)  # MTCNN face crops
+    spectrogram: SpectrogramConfig = field(default_factory=SpectrogramConfig)  # mel pieces
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -165,12 +173,15 @@ def _section_name(obj) -> str:
 def to_dict(obj) -> dict[str, Any]:
     """A plain (YAML/JSON-able) dict of a config dataclass; tuples become lists."""
     out = {}
+    hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             value = to_dict(value)
         elif isinstance(value, tuple):
             value = list(value)
+        elif hints[f.name] is float and isinstance(value, int):
+            value = float(value)  # a default written as 4 * 3600 must hash like the loaded 14400.0
         out[f.name] = value
     return out
 

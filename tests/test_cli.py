@@ -34,6 +34,17 @@ def test_config_errors_exit_2_with_the_key_named(capsys):
     assert "unknown config key 'model.trans_dm'" in capsys.readouterr().err
 
 
+def test_demo_corpus_command_writes_clips_and_manifest(tmp_path, capsys):
+    import json
+
+    assert main(["demo-corpus", str(tmp_path / "demo"), "--videos", "6", "--seconds", "1,1.5"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "demo" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and len(list((tmp_path / "demo").rglob("*.mp4"))) == 6
+    assert {r["label"] for r in rows} == {"ang", "exc", "fru", "hap", "neu", "sad"}
+    assert all(1.0 <= r["end"] - r["start"] <= 1.5 + 1e-6 for r in rows)
+    assert "wrote 6 clips" in capsys.readouterr().out
+
+
 def test_unfinished_subcommands_say_so(capsys):
     assert main(["score"]) == 2
     assert "not available yet" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def test_paper_config_matches_the_seed_command():
     assert cfg.train.lr == pytest.approx(4.5e-6) and isinstance(cfg.train.lr, float)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.early_stop) == (30, 2, 6)
     assert cfg.train.text_lr_factor == 10 and cfg.train.loss == "bce"
-    assert cfg.data.img_interval == 500
+    assert cfg.decode.img_interval_ms == 500 and cfg.faces.image_size == 48 and cfg.spectrogram.n_mels == 128
     assert cfg.model.audio_depths == (2, 2, 20) and cfg.model.visual_channels[-1] == 512
 
 
@@ -86,6 +86,10 @@ def test_configs_are_frozen_and_round_trip():
         (["model.visual_channels=[8,8]"], "model.visual_channels: give 6 widths"),
         (["data.split_ratios=[0.5,0.5,0.5]"], "data.split_ratios"),
         (["trans_dim"], "expected KEY=VALUE"),
+        (["faces.select=middle"], "faces: select must be one of"),
+        (["decode.max_side=-1"], "decode: img_interval_ms, max_side and sample_rate must be positive"),
+        (["spectrogram.n_mels=100"], "spectrogram: n_mels must be a multiple of piece_frames"),
+        (["decode.audio_channel=left"], "decode.audio_channel: expected an integer, got 'left'"),
     ],
 )
 def test_bad_values_are_refused_with_their_name(overrides, message):
@@ -109,6 +113,18 @@ def test_bad_files_are_refused(tmp_path):
     section.write_text("model: 3\n")
     with pytest.raises(ConfigError, match="model: expected a mapping"):
         load_config(section)
+
+
+def test_media_sections_are_the_stages_own_options():
+    from fv2es.media.decode import DecodeConfig
+    from fv2es.media.faces import FaceConfig
+
+    cfg = load_config(CONFIGS / "tiny.yaml", ["decode.audio_channel=1", "faces.select=left",
+                                             "faces.thresholds=[0.5, 0.6, 0.6]", "decode.audio_channel=null"])
+    assert isinstance(cfg.decode, DecodeConfig) and isinstance(cfg.faces, FaceConfig)
+    assert cfg.decode.audio_channel is None  # the later override wins
+    assert cfg.faces.select == "left" and cfg.faces.thresholds == (0.5, 0.6, 0.6)
+    assert cfg.decode.max_side == 320
 
 
 def test_parse_overrides_nests_keys():

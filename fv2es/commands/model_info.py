@@ -12,8 +12,6 @@ import torch
 
 from fv2es.commands.common import add_config_arguments, config_from_args
 
-HELP = "build a model from a config, print its parameter counts and time one forward pass"
-
 # Spectrogram geometry of MODEL.md: hop 200 samples at 16 kHz (80 mel frames/s), 32 frames a piece.
 SAMPLE_RATE, HOP, PIECE = 16000, 200, 32
 
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for name, n in parameter_counts(model).items():
         print(f"  {name:<24} {n:>13,d}")
 
-    sample = example_utterance(args.seconds, cfg.data.img_interval,
+    sample = example_utterance(args.seconds, cfg.decode.img_interval_ms,
                                "I can't believe you did that, I am so happy for you.")
     batch = Collate(cfg.model.text_model, cfg.model.text_max_len)([sample]).to(args.device)
     print(f"utterance: {args.seconds:g} s -> {len(sample['faces'])} face frames, "
