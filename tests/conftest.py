@@ -20,3 +20,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A real S3 endpoint (moto's server on 127.0.0.1) with a bucket "data"; yields storage_options."""
+    import boto3
+    from moto import server as moto_server
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **credentials).create_bucket(
+        Bucket="data"
+    )
+    yield {
+        "key": credentials["aws_access_key_id"],
+        "secret": credentials["aws_secret_access_key"],
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        # s3fs caches listings per instance; a fresh one per test sees each test's uploads.
+        "skip_instance_cache": True,
+    }
+    server.stop()

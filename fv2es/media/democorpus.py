@@ -34,7 +34,7 @@ from fv2es.emotions import IEMOCAP_EMOTIONS
 from fv2es.media.encode import write_clip
 
 SAMPLE_RATE = 16000
-COLUMNS = ("video_uri", "start", "end", "text", "label", "split")
+COLUMNS = ("id", "video_uri", "start", "end", "text", "label", "split")
 SPLITS = (("train", 0.7), ("valid", 0.1), ("test", 0.2))
 
 # Region of astronaut() (rows, cols) around the face with a 4:3 shape; scaled to 160x120 the
@@ -133,6 +133,7 @@ def make_demo_corpus(
         path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
         rows.append(
             {
+                "id": path.stem,
                 "video_uri": str(path),
                 "start": 0.0,
                 "end": round(duration, 6),

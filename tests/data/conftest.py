@@ -36,26 +36,3 @@ def make_iemocap(tmp_path: Path):
         return build_iemocap(tmp_path / "IEMOCAP_full_release", **parts)
 
     return make
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A real S3 endpoint (moto's server on 127.0.0.1) with a bucket "data"; yields storage_options."""
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **credentials).create_bucket(
-        Bucket="data"
-    )
-    yield {
-        "key": credentials["aws_access_key_id"],
-        "secret": credentials["aws_secret_access_key"],
-        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        # s3fs caches listings per instance; a fresh one per test sees each test's uploads.
-        "skip_instance_cache": True,
-    }
-    server.stop()

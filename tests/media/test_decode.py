@@ -181,3 +181,19 @@ def test_config_is_checked():
         DecodeConfig(img_interval_ms=0)
     with pytest.raises(ValueError):
         DecodeConfig(audio_channel=-1)
+
+
+def test_s3_uri_through_s3fs_matches_local(av_clip, s3_endpoint):
+    """A real S3 endpoint (moto's server on 127.0.0.1): the file object is streamed, not copied."""
+    s3 = fsspec.filesystem("s3", **s3_endpoint)
+    s3.pipe_file("data/videos/av.mp4", av_clip.read_bytes())
+    local = decode(str(av_clip), segments=[(0.0, 1.0), (1.0, 2.0)])
+    remote = decode("s3://data/videos/av.mp4", segments=[(0.0, 1.0), (1.0, 2.0)], storage_options=s3_endpoint)
+    assert [r.status for r in remote] == [OK, OK]
+    for a, b in zip(local, remote):
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.audio, b.audio)
+    info = probe("s3://data/videos/av.mp4", storage_options=s3_endpoint)
+    assert info.has_video and info.has_audio and info.duration_s == pytest.approx(2.0, abs=0.01)
+    (missing,) = decode("s3://data/videos/nope.mp4", storage_options=s3_endpoint)
+    assert missing.status == "unreadable" and "nope.mp4" in missing.error

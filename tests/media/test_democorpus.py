@@ -149,3 +149,19 @@ def test_each_modality_carries_the_class(corpus):
         for b in means:
             if a < b:
                 assert np.abs(means[a] - means[b]).max() > 10, (a, b, means[a], means[b])
+
+
+def test_manifest_reads_back_through_the_manifest_reader(tmp_path):
+    from fv2es.data.manifest import read_manifest
+    from fv2es.data.transcripts import load_sidecar_transcript
+    from fv2es.emotions import IEMOCAP_EMOTIONS
+
+    manifest = make_demo_corpus(tmp_path / "demo", videos=6, seed=3, seconds=(1.0, 1.5))
+    from_jsonl = read_manifest(str(manifest), emotions=IEMOCAP_EMOTIONS)
+    from_csv = read_manifest(str(manifest.with_suffix(".csv")), emotions=IEMOCAP_EMOTIONS)
+    assert from_jsonl == from_csv
+    assert [u.id for u in from_jsonl] == [f"clip_{i:05d}" for i in range(6)]
+    assert sorted(u.labels[0] for u in from_jsonl) == sorted(IEMOCAP_EMOTIONS)
+    for u in from_jsonl:
+        (segment,) = load_sidecar_transcript(u.video_uri)
+        assert segment.text == u.text and u.start == 0.0 and 1.0 <= u.end <= 1.5 + 1e-6
