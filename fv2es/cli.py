@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "preprocess": (None, "turn a raw dataset (IEMOCAP, CMU-MOSEI, a manifest) into Parquet example shards"),
     "train": (None, "train FV2ES with Ray Train (DDP); accepts the seed's main.py flags"),
     "evaluate": (None, "evaluate a checkpoint on the validation or test split"),
-    "score": (None, "score a folder, bucket or manifest of videos into Parquet emotion tables"),
+    "score": ("score", "score a folder, bucket or manifest of videos into Parquet emotion tables"),
     "demo-corpus": ("demo_corpus", "generate a small labelled corpus of talking-face clips (for demos and tests)"),
     "model": ("model_info", "build a model from a config, print its parameter counts and time one forward pass"),
 }

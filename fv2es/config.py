@@ -125,6 +125,37 @@ class DataConfig:
             raise ConfigError(f"data.split_ratios: {self.split_ratios!r} must be 3 shares summing to 1")
 
 
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg", ".mpeg",
+                    ".ts", ".3gp")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The scoring job: segments, resources of each stage, output parts."""
+
+    segments: str = field(default="auto", metadata=_choice("auto", "window", "whole"))  # see README
+    window_s: float = 10.0  # length of fixed windows (the last one may be shorter)
+    max_segment_s: float = 120.0  # a "whole" video longer than this is scored in windows of this length
+    chunk_s: float = 60.0  # media seconds decoded per call: bounds a decode task's memory
+    decode_cpus: float = 1.0  # CPUs reserved per decode task
+    decode_timeout_s: float = 600.0  # per decode call; past it the decoder process is killed
+    face_actors: int = 1  # face-crop actors
+    face_cpus: float = 0.5  # CPUs reserved per face actor (its torch threads: at least 1)
+    face_gpus: float = 0.0  # GPUs per face actor; > 0 runs MTCNN on CUDA
+    model_actors: int = 1  # model actors
+    model_cpus: float = 0.5  # CPUs reserved per model actor (its torch threads: at least 1)
+    model_gpus: float = 0.0  # GPUs per model actor; > 0 runs the model on CUDA (bf16 autocast)
+    batch_size: int = 16  # segments per model forward pass
+    part_videos: int = 64  # videos per committed output part file
+    video_extensions: tuple[str, ...] = VIDEO_EXTENSIONS  # files taken from a folder or prefix
+
+    def __post_init__(self):
+        _positive(self, "window_s", "max_segment_s", "chunk_s", "decode_cpus", "decode_timeout_s",
+                  "face_actors", "face_cpus", "model_actors", "model_cpus", "batch_size", "part_videos")
+        if self.face_gpus < 0 or self.model_gpus < 0:
+            raise ConfigError("score.face_gpus and score.model_gpus must be >= 0")
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole run's configuration.
@@ -139,6 +170,7 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling, sizes, audio rate
     faces: FaceConfig = field(default_factory=FaceConfig)  # MTCNN face crops
     spectrogram: SpectrogramConfig = field(default_factory=SpectrogramConfig)  # mel pieces
+    score: ScoreConfig = field(default_factory=ScoreConfig)  # the scoring job
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

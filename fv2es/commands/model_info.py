@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 [cpu]")
     parser.add_argument("--training-form", action="store_true",
                         help="time the multi-branch training form instead of the folded inference form")
+    parser.add_argument("--save-checkpoint", metavar="URI", default=None,
+                        help="also save the (untrained, freshly initialised) model as a checkpoint here")
 
 
 def parameter_counts(model) -> dict[str, int]:
@@ -55,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:  # no file: the tiny preset, so the command works from any folder
         args.overrides = ["model.preset=fv2es_tiny", *args.overrides]
     cfg = config_from_args(args)
+    torch.manual_seed(cfg.train.seed)
     model = create_model(cfg.model).eval()
+    if args.save_checkpoint:
+        from fv2es.models import save_checkpoint
+
+        model_id = save_checkpoint(args.save_checkpoint, model, extra={"loss": cfg.train.loss, "trained": False})
+        print(f"saved untrained checkpoint {model_id} to {args.save_checkpoint}")
     if not args.training_form:
         model.reparameterize()
     model.to(args.device)

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 
-from fv2es.media.decode import DecodeConfig, Decoded, decode, failed_rows
-from fv2es.media.failures import CRASHED, DECODE_ERROR, TIMEOUT
+from fv2es.media.decode import DecodeConfig, Decoded, MediaInfo, decode, failed_rows, probe
+from fv2es.media.failures import CRASHED, DECODE_ERROR, TIMEOUT, MediaError
 
 # The child is a fresh interpreter that runs only this module's loop: not a fork (the caller may
 # hold threads, Ray's and gRPC's, whose locks a forked child would inherit locked) and not a
@@ -57,7 +57,23 @@ def decode_isolated(
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     with _lock:
-        return _call(decode_fn, (uri, segments, config, storage_options), segments, timeout_s)
+        ok, payload = _call(decode_fn, (uri, segments, config, storage_options), timeout_s)
+    return payload if ok else failed_rows(segments, *payload)
+
+
+def probe_isolated(uri: str, storage_options: dict | None = None, timeout_s: float = 120.0) -> MediaInfo:
+    """:func:`~fv2es.media.decode.probe` in this process's decoder child process.
+
+    Raises:
+        MediaError: the input is bad (as ``probe`` raises it), or the child crashed or overran.
+    """
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    with _lock:
+        ok, payload = _call(probe, (uri, storage_options), timeout_s)
+    if not ok:
+        raise MediaError(*payload)
+    return payload
 
 
 def shutdown() -> None:
@@ -84,8 +100,10 @@ def _worker_main(fd: int) -> None:
         request_id, fn, args = request
         try:
             reply = (request_id, True, fn(*args))
+        except MediaError as e:
+            reply = (request_id, False, (e.kind, e.message))
         except Exception as e:  # noqa: BLE001 -- report, keep serving
-            reply = (request_id, False, f"{type(e).__name__}: {e}")
+            reply = (request_id, False, (DECODE_ERROR, f"{type(e).__name__}: {e}"))
         conn.send(reply)
 
 
@@ -139,7 +157,8 @@ _worker: _Worker | None = None
 _request_ids = itertools.count()
 
 
-def _call(fn, args, segments, timeout_s: float) -> list[Decoded]:
+def _call(fn, args, timeout_s: float):
+    """Run ``fn(*args)`` in the child: ``(True, result)`` or ``(False, (kind, message))``."""
     global _worker
     # A worker made by another process (we were forked) is not ours to use or kill.
     if _worker is None or _worker.owner_pid != os.getpid() or not _worker.alive():
@@ -153,16 +172,14 @@ def _call(fn, args, segments, timeout_s: float) -> list[Decoded]:
         if not worker.conn.poll(timeout_s):
             worker.kill()
             _worker = None
-            return failed_rows(
-                segments, TIMEOUT, f"decoding {uri} took more than {timeout_s:g} s; decoder process killed"
-            )
+            return False, (TIMEOUT, f"decoding {uri} took more than {timeout_s:g} s; decoder process killed")
         reply_id, ok, payload = worker.conn.recv()
     except (EOFError, OSError):
         # The socket closed under us: the child died mid-request (segfault, OOM kill).
         reason = worker.death()
         worker.kill()
         _worker = None
-        return failed_rows(segments, CRASHED, f"decoder process died ({reason}) while decoding {uri}")
+        return False, (CRASHED, f"decoder process died ({reason}) while decoding {uri}")
     except BaseException:
         # Interrupted mid-request: the child may still answer later, so it cannot be reused.
         worker.kill()
@@ -171,7 +188,5 @@ def _call(fn, args, segments, timeout_s: float) -> list[Decoded]:
     if reply_id != request_id:  # cannot happen with one request in flight; never trust a stray reply
         worker.kill()
         _worker = None
-        return failed_rows(
-            segments, CRASHED, f"decoder process answered request {reply_id}, expected {request_id}"
-        )
-    return payload if ok else failed_rows(segments, DECODE_ERROR, payload)
+        return False, (CRASHED, f"decoder process answered request {reply_id}, expected {request_id}")
+    return (True, payload) if ok else (False, payload)

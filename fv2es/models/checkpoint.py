@@ -65,16 +65,19 @@ def _read_metadata(data: bytes) -> dict[str, str]:
     return json.loads(data[8 : 8 + length]).get("__metadata__") or {}
 
 
-def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: bool = True,
-                    storage_options: dict | None = None) -> Checkpoint:
-    """Rebuild the model saved at ``uri``.
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint says about itself, without building the model."""
 
-    With ``inference=True`` (the default) the visual branch is folded into its single-branch
-    form and the model is put in eval mode; ``inference=False`` keeps the training form (to
-    resume training; only possible if it was saved in that form).
-    """
-    from fv2es.models.registry import create_model
+    config: ModelConfig
+    thresholds: list[float] | None
+    extra: dict[str, Any]
+    model_id: str
+    reparameterized: bool
+    fv2es_version: str
 
+
+def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo]:
     with fsspec.open(uri, "rb", **(storage_options or {})) as f:
         data = f.read()
     try:
@@ -87,7 +90,33 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
         config = from_dict(ModelConfig, json.loads(meta["model_config"]), "model")
     except ConfigError as exc:
         raise ValueError(f"{uri}: its model config is not valid for this fv2es version: {exc}") from exc
-    saved_folded = json.loads(meta["reparameterized"])
+    return data, CheckpointInfo(
+        config=config,
+        thresholds=json.loads(meta.get("thresholds", "null")),
+        extra=json.loads(meta.get("extra", "{}")),
+        model_id=_model_id(data),
+        reparameterized=json.loads(meta["reparameterized"]),
+        fv2es_version=meta.get("fv2es_version", ""),
+    )
+
+
+def read_checkpoint_info(uri: str, storage_options: dict | None = None) -> CheckpointInfo:
+    """The config, thresholds, extras and id of the checkpoint at ``uri`` (no model is built)."""
+    return _read(uri, storage_options)[1]
+
+
+def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: bool = True,
+                    storage_options: dict | None = None) -> Checkpoint:
+    """Rebuild the model saved at ``uri``.
+
+    With ``inference=True`` (the default) the visual branch is folded into its single-branch
+    form and the model is put in eval mode; ``inference=False`` keeps the training form (to
+    resume training; only possible if it was saved in that form).
+    """
+    from fv2es.models.registry import create_model
+
+    data, info = _read(uri, storage_options)
+    config, saved_folded = info.config, info.reparameterized
     if saved_folded and not inference:
         raise ValueError(f"{uri}: saved in inference form (RepVGG folded); it cannot be trained further")
 
@@ -99,10 +128,5 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
         model.reparameterize()
         model.eval()
     model.to(device)
-    return Checkpoint(
-        model=model,
-        config=config,
-        thresholds=json.loads(meta.get("thresholds", "null")),
-        extra=json.loads(meta.get("extra", "{}")),
-        model_id=_model_id(data),
-    )
+    return Checkpoint(model=model, config=config, thresholds=info.thresholds, extra=info.extra,
+                      model_id=info.model_id)

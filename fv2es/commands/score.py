@@ -1,0 +1,51 @@
+"""``fv2es score``: score a folder, bucket prefix, glob or manifest of videos into Parquet tables."""
+
+from __future__ import annotations
+
+import argparse
+
+from fv2es.commands.common import add_config_arguments, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", "-i", required=True, metavar="URI",
+                        help="a video, a folder or bucket prefix (searched recursively), a glob, or a manifest "
+                             "(.csv/.jsonl/.parquet with video_uri[, start, end, text, ...])")
+    parser.add_argument("--output", "-o", required=True, metavar="URI",
+                        help="output folder (any fsspec URI); rerunning into it resumes")
+    parser.add_argument("--checkpoint", required=True, metavar="URI", help="an fv2es checkpoint (.safetensors)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    parser.add_argument("--endpoint-url", default=None, metavar="URL",
+                        help="S3-compatible endpoint for s3:// URIs (credentials: the usual AWS variables)")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra fsspec storage option for remote URIs (repeatable), e.g. anon=true")
+    add_config_arguments(parser)
+
+
+def storage_options(args: argparse.Namespace) -> dict:
+    import yaml
+
+    options: dict = {}
+    if args.endpoint_url:
+        options["client_kwargs"] = {"endpoint_url": args.endpoint_url}
+    for item in args.storage_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"fv2es score: --storage-option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from fv2es.pipeline.plan import InputError
+    from fv2es.score.job import ScoreRequest, run_score
+
+    cfg = config_from_args(args)
+    req = ScoreRequest(args.input, args.output, args.checkpoint, storage_options(args), args.address)
+    try:
+        run_score(cfg, req)
+    except (InputError, FileNotFoundError, ValueError) as exc:
+        print(f"fv2es score: {exc}")
+        return 2
+    return 0

@@ -1,0 +1,1 @@
+"""The scoring job: videos in, Parquet emotion tables out."""

@@ -1,0 +1,158 @@
+"""The scoring job: list -> decode tasks -> face actors -> model actors -> Parquet, on Ray Data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+import fv2es
+from fv2es.config import Config
+from fv2es.models import read_checkpoint_info
+from fv2es.pipeline.plan import list_jobs
+from fv2es.pipeline.stages import DecodeStage, FaceStage
+from fv2es.score.model_stage import ModelStage, prob_column
+from fv2es.score.sink import ScoreOutput, VideoCollector, summarize_videos
+
+log = logging.getLogger("fv2es.score")
+
+
+def segment_columns(emotions) -> list[str]:
+    """The columns of the per-segment table, in order (the README documents each)."""
+    return [
+        "video_uri", "segment_index", "segment_count", "utterance_id", "start", "end", "video_duration_s",
+        "text", "speaker_side", "frames_sampled", "faces_found", "piece_count", "has_video", "has_audio",
+        *[prob_column(e) for e in emotions], "top_emotion", "predicted", "model_id", "status", "error",
+        "decode_ms", "face_ms", "model_ms",
+    ]
+
+
+@dataclass
+class ScoreRequest:
+    """What to score, where to write, with which checkpoint."""
+
+    input_uri: str
+    output_uri: str
+    checkpoint_uri: str
+    storage_options: dict | None = None  # for s3:// (and other remote) URIs
+    address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
+
+
+def _storage(uri: str, options: dict | None) -> dict:
+    return dict(options or {}) if "://" in uri and not uri.startswith("file://") else {}
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # address=None lets Ray read RAY_ADDRESS; with neither, it starts an embedded local cluster.
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def run_score(cfg: Config, req: ScoreRequest, out=sys.stdout) -> dict:
+    """Score every input not yet in the output; returns the counts written to ``_SUCCESS``."""
+    started = time.time()
+    info = read_checkpoint_info(req.checkpoint_uri, _storage(req.checkpoint_uri, req.storage_options))
+    emotions = list(info.config.emotions)
+    metadata = {
+        "fv2es.version": fv2es.__version__,
+        "fv2es.emotions": json.dumps(emotions),
+        "fv2es.model_id": info.model_id,
+        "fv2es.checkpoint": req.checkpoint_uri,
+        "fv2es.thresholds": json.dumps(info.thresholds),
+        "fv2es.config": json.dumps(cfg.to_dict()),
+        "fv2es.config_digest": cfg.digest(),
+    }
+    output = ScoreOutput(req.output_uri, _storage(req.output_uri, req.storage_options), metadata)
+    jobs = list_jobs(req.input_uri, cfg.score, _storage(req.input_uri, req.storage_options))
+    done = output.done_videos()
+    todo = [j for j in jobs if j["video_uri"] not in done]
+    if not todo and output.is_complete():
+        counts = output.success()
+        print(f"{req.output_uri} is already complete: {counts['videos']} videos "
+              f"({counts['videos_ok']} ok, {counts['videos_failed']} failed)", file=out)
+        return counts
+    print(f"scoring {len(todo)} of {len(jobs)} videos ({len(done)} already done) with model {info.model_id} "
+          f"-> {req.output_uri}", file=out)
+    output.start()
+    collector = VideoCollector(output, segment_columns(emotions), cfg.score.part_videos)
+    if todo:
+        _stream(cfg, req, todo, collector, out)
+    collector.flush()
+    missing = collector.incomplete()
+    if missing:
+        raise RuntimeError(f"rows missing for {len(missing)} videos (e.g. {next(iter(missing))}); output left incomplete")
+
+    segments = output.read_segments()
+    videos = summarize_videos(segments, emotions)
+    statuses = videos.column("status").to_pylist()
+    counts = {
+        "inputs": len(jobs),
+        "videos": videos.num_rows,
+        "videos_ok": sum(s == "ok" for s in statuses),
+        "videos_failed": sum(s != "ok" for s in statuses),
+        "segments": segments.num_rows,
+        "segments_ok": sum(s == "ok" for s in segments.column("status").to_pylist()),
+        "model_id": info.model_id,
+        "fv2es_version": fv2es.__version__,
+    }
+    if counts["videos"] != len(jobs):
+        raise RuntimeError(f"{len(jobs)} inputs but {counts['videos']} videos in the output; left incomplete")
+    output.finish(videos, counts)
+    _report(counts, collector, segments, time.time() - started, out)
+    return counts
+
+
+def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCollector, out) -> None:
+    import ray
+
+    init_ray(req.address)
+    sc = cfg.score
+    options = _storage(req.input_uri, req.storage_options)
+    face_cfg = cfg.faces if sc.face_gpus == 0 else _on_cuda(cfg.faces)
+    ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 4096))
+    ds = ds.map_batches(DecodeStage(cfg.decode, cfg.spectrogram, sc, options), batch_size=1,
+                        batch_format="pyarrow", num_cpus=sc.decode_cpus)
+    ds = ds.map_batches(FaceStage, fn_constructor_args=(face_cfg, max(1, round(sc.face_cpus))),
+                        batch_size=8, batch_format="pyarrow", concurrency=sc.face_actors,
+                        num_cpus=sc.face_cpus, num_gpus=sc.face_gpus)
+    ds = ds.map_batches(ModelStage, fn_constructor_kwargs={
+                            "checkpoint_uri": req.checkpoint_uri,
+                            "storage_options": _storage(req.checkpoint_uri, req.storage_options),
+                            "device": "cuda" if sc.model_gpus > 0 else "cpu",
+                            "threads": max(1, round(sc.model_cpus)), "batch_size": sc.batch_size},
+                        batch_size=sc.batch_size, batch_format="pyarrow", concurrency=sc.model_actors,
+                        num_cpus=sc.model_cpus, num_gpus=sc.model_gpus)
+    started, last = time.time(), 0.0
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        collector.add(batch)
+        if time.time() - last > 5:
+            last = time.time()
+            rate = collector.seconds / max(1e-9, last - started)
+            print(f"[score] {collector.videos_done}/{len(todo)} videos ({collector.videos_failed} failed), "
+                  f"{collector.segments} segments, {rate:.1f} video-s/s", file=out, flush=True)
+
+
+def _on_cuda(faces):
+    import dataclasses
+
+    return dataclasses.replace(faces, device="cuda")
+
+
+def _report(counts: dict, collector: VideoCollector, segments, wall: float, out) -> None:
+    import numpy as np
+
+    def mean(col):
+        values = segments.column(col).to_numpy(zero_copy_only=False).astype(float)
+        return float(np.nanmean(values)) if len(values) else 0.0
+
+    print(f"done in {wall:.1f} s: inputs {counts['inputs']} | ok {counts['videos_ok']} | failed "
+          f"{counts['videos_failed']} | segments {counts['segments']} ({counts['segments_ok']} ok)", file=out)
+    print(f"this run: {collector.videos_done} videos, {collector.seconds:.1f} video-seconds scored, "
+          f"{collector.seconds / max(wall, 1e-9):.2f} video-s per wall second", file=out)
+    print(f"per segment: decode {mean('decode_ms'):.0f} ms, faces {mean('face_ms'):.0f} ms, "
+          f"model {mean('model_ms'):.0f} ms", file=out)
