@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fv2es.commands.common import add_config_arguments, config_from_args
 
@@ -46,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_score(cfg, req)
     except (InputError, FileNotFoundError, ValueError) as exc:
-        print(f"fv2es score: {exc}")
+        print(f"fv2es score: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -43,14 +43,10 @@ def is_manifest(uri: str) -> bool:
     return path.endswith(MANIFEST_SUFFIXES)
 
 
-def _protocol_prefix(uri: str) -> str:
-    return uri.split("://", 1)[0] + "://" if "://" in uri else ""
-
-
 def list_videos(uri: str, extensions: Sequence[str], storage_options: dict | None = None) -> list[str]:
     """Video files named by ``uri``: one file, a glob, or every file under a folder/prefix."""
     fs, path = url_to_fs(uri, **(storage_options or {}))
-    prefix = _protocol_prefix(uri)
+    prefix = "://" in uri and not uri.startswith("file://")
     exts = tuple(e.lower() for e in extensions)
     if any(ch in path for ch in "*?["):
         found = fs.glob(path)
@@ -63,7 +59,8 @@ def list_videos(uri: str, extensions: Sequence[str], storage_options: dict | Non
     videos = sorted(p for p in found if p.lower().endswith(exts) and not posixpath.basename(p).startswith("."))
     if not videos:
         raise InputError(f"no videos under {uri!r} (looked for {', '.join(exts)})")
-    return [p if p.startswith(prefix) else prefix + p for p in videos]
+    # Listings drop the protocol; give remote paths back theirs so workers open the same file.
+    return [fs.unstrip_protocol(p) for p in videos] if prefix else videos
 
 
 def list_jobs(uri: str, config: ScoreConfig, storage_options: dict | None = None) -> list[dict]:
@@ -119,7 +116,8 @@ def plan_segments(
 ) -> list[SegmentSpec]:
     """The segments to score for one video of ``duration`` seconds.
 
-    - Manifest segments are kept as given; one without times covers the whole video.
+    - Manifest segments are kept as given; one without times covers the whole video (cut into
+      windows in ``window`` mode).
     - Otherwise, ``auto`` takes timed sidecar captions (.srt/.vtt cues) when there are any,
       else the whole video; ``window`` cuts fixed windows of ``window_s``; ``whole`` takes the
       whole video.
@@ -142,7 +140,12 @@ def plan_segments(
             end = duration if spec.end is None else spec.end
             planned.append(SegmentSpec(start, end, spec.text or text_for_span(captions, start, end), spec.utterance_id))
             continue
-        spans = [(0.0, duration)] if duration <= config.max_segment_s else windows(0.0, duration, config.max_segment_s)
+        if config.segments == "window":
+            spans = windows(0.0, duration, config.window_s)
+        elif duration <= config.max_segment_s:
+            spans = [(0.0, duration)]
+        else:
+            spans = windows(0.0, duration, config.max_segment_s)
         for k, (s, e) in enumerate(spans):
             uid = spec.utterance_id if len(spans) == 1 or spec.utterance_id is None else f"{spec.utterance_id}#{k}"
             planned.append(SegmentSpec(s, e, spec.text or text_for_span(captions, s, e), uid))

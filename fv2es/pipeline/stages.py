@@ -214,7 +214,9 @@ class FaceStage:
                 faces.append(b"")
                 found.append(0)
             else:
-                frames = np.frombuffer(row["frames"], np.uint8).reshape(n, row["frame_height"], row["frame_width"], 3)
+                # bytearray: a writable copy (torch warns on, and may not write to, read-only buffers)
+                frames = np.frombuffer(bytearray(row["frames"]), np.uint8).reshape(
+                    n, row["frame_height"], row["frame_width"], 3)
                 out = self._cropper(row["speaker_side"] or self.config.select)(frames)
                 faces.append(pack(out.crops))
                 found.append(int(out.face_found.sum()))

@@ -16,6 +16,7 @@ output is incomplete, whatever else is there.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import time
 import uuid
@@ -29,6 +30,8 @@ from fsspec.core import url_to_fs
 from fv2es.media.failures import OK
 
 SUCCESS = "_SUCCESS"
+# Tests set this to N to make the job die (no cleanup, like SIGKILL) right after its N-th part.
+FAULT_ENV = "FV2ES_FAULT_EXIT_AFTER_PARTS"
 
 
 class ScoreOutput:
@@ -85,7 +88,10 @@ class ScoreOutput:
 
     def write_part(self, table: pa.Table) -> str:
         self._parts += 1
-        return self._commit(table, f"segments/part-{self.run_id}-{self._parts:05d}.parquet")
+        path = self._commit(table, f"segments/part-{self.run_id}-{self._parts:05d}.parquet")
+        if self._parts == int(os.environ.get(FAULT_ENV, "0")):
+            os._exit(137)  # fault injection for tests: die as a SIGKILL would, right after a commit
+        return path
 
     def read_segments(self) -> pa.Table:
         tables = []
@@ -145,8 +151,9 @@ class VideoCollector:
         self.seconds += float(np.nansum(spans[ok])) if ok.any() else 0.0
 
     def flush(self) -> None:
-        if self.ready:
-            self.output.write_part(pa.concat_tables(self.ready))
+        """Commit every whole video gathered so far, ``part_videos`` videos per part."""
+        for i in range(0, len(self.ready), self.part_videos):
+            self.output.write_part(pa.concat_tables(self.ready[i : i + self.part_videos]))
         self.ready, self.ready_videos, self.last_flush = [], 0, time.monotonic()
 
     def incomplete(self) -> dict[str, int]:

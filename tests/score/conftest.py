@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from fv2es.config import config_from_dict
+from fv2es.media.democorpus import make_demo_corpus
+from fv2es.models import create_model, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One shared 2-CPU local Ray for the module (the size of the machines CI runs on)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    return config_from_dict({"model": {"preset": "fv2es_tiny"}, "decode": {"max_side": 320}})
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tiny_cfg):
+    """A freshly initialised tiny model (the training issue replaces it with a trained one)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(str(path), create_model(tiny_cfg.model), thresholds=[0.5] * 6)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_corpus(root, videos=6, seed=0, seconds=(1.5, 2.5))
+    return root

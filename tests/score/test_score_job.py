@@ -1,0 +1,155 @@
+import dataclasses
+import io
+import json
+import shutil
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from fv2es.score.job import ScoreRequest, run_score, segment_columns
+
+EMOTIONS = ["ang", "exc", "fru", "hap", "neu", "sad"]
+PROBS = [f"prob_{e}" for e in EMOTIONS]
+
+
+def with_bad_inputs(demo_corpus, tmp_path):
+    """The demo clips plus the bad files an archive really has."""
+    root = tmp_path / "in"
+    shutil.copytree(demo_corpus, root)
+    (root / "zero.mp4").write_bytes(b"")
+    (root / "random.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    clip = (root / "clip_00000.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(clip[: len(clip) // 2])
+    (root / "notes.txt").write_text("not a video")
+    return root
+
+
+def read_outputs(out):
+    segments = pq.read_table(str(out / "segments"))
+    videos = pq.read_table(str(out / "videos.parquet"))
+    return segments, videos, json.loads((out / "_SUCCESS").read_text())
+
+
+def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path):
+    root = with_bad_inputs(demo_corpus, tmp_path)
+    out = tmp_path / "out"
+    log = io.StringIO()
+    counts = run_score(tiny_cfg, ScoreRequest(str(root), str(out), checkpoint), out=log)
+    segments, videos, success = read_outputs(out)
+
+    assert counts == success
+    assert (success["inputs"], success["videos"], success["videos_ok"], success["videos_failed"]) == (9, 9, 6, 3)
+    assert segments.column_names == segment_columns(EMOTIONS)
+    assert segments.num_rows == 9 and videos.num_rows == 9
+    rows = {r["video_uri"].rsplit("/", 1)[1]: r for r in segments.to_pylist()}
+    assert rows["zero.mp4"]["status"] == "invalid_container" and "zero-byte" in rows["zero.mp4"]["error"]
+    assert rows["random.mp4"]["status"] == "invalid_container"
+    assert rows["truncated.mp4"]["status"] in ("invalid_container", "decode_error")
+    for name in ("zero.mp4", "random.mp4", "truncated.mp4"):
+        assert all(rows[name][p] is None for p in PROBS) and rows[name]["top_emotion"] is None
+    manifest = {json.loads(line)["id"]: json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()}
+    for vid, expected in manifest.items():
+        row = rows[f"{vid}.mp4"]
+        assert row["status"] == "ok" and row["error"] == ""
+        assert row["text"] == expected["text"]
+        assert row["end"] == pytest.approx(expected["end"], abs=0.05)
+        assert row["frames_sampled"] >= 3 and row["faces_found"] >= 2 and row["piece_count"] >= 4
+        probs = [row[p] for p in PROBS]
+        assert all(0.0 <= p <= 1.0 for p in probs)
+        assert row["top_emotion"] == EMOTIONS[int(np.argmax(probs))]
+        assert row["predicted"] == [e for e, p in zip(EMOTIONS, probs) if p >= 0.5]
+        assert row["decode_ms"] > 0 and row["face_ms"] > 0 and row["model_ms"] > 0
+    meta = segments.schema.metadata
+    assert json.loads(meta[b"fv2es.emotions"]) == EMOTIONS
+    assert meta[b"fv2es.model_id"].decode() == success["model_id"]
+    assert b"fv2es.version" in meta and b"fv2es.config" in meta
+    text = log.getvalue()
+    assert "inputs 9 | ok 6 | failed 3" in text and "video-s per wall second" in text
+
+
+def test_manifest_segments_are_scored_as_given(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path):
+    cfg = dataclasses.replace(tiny_cfg, score=dataclasses.replace(tiny_cfg.score, segments="window", window_s=1.0))
+    out = tmp_path / "out"
+    run_score(cfg, ScoreRequest(str(demo_corpus / "manifest.jsonl"), str(out), checkpoint), out=io.StringIO())
+    segments, videos, success = read_outputs(out)
+    assert success["videos"] == 6 and success["videos_failed"] == 0
+    # The demo manifest gives each clip's start and end: given segments win over the window mode.
+    assert sorted(segments.column("utterance_id").to_pylist()) == [f"clip_{i:05d}" for i in range(6)]
+    assert all(t for t in segments.column("text").to_pylist())  # the manifest's text on every window
+
+
+def test_window_mode_on_a_folder_splits_and_weights_by_duration(ray_cluster, demo_corpus, checkpoint, tiny_cfg,
+                                                                 tmp_path):
+    cfg = dataclasses.replace(tiny_cfg, score=dataclasses.replace(tiny_cfg.score, segments="window", window_s=1.0))
+    out = tmp_path / "out"
+    run_score(cfg, ScoreRequest(str(demo_corpus), str(out), checkpoint), out=io.StringIO())
+    segments, videos, _ = read_outputs(out)
+    seg = segments.to_pandas()
+    assert seg.groupby("video_uri").size().tolist() == seg.groupby("video_uri")["segment_count"].first().tolist()
+    assert not seg.duplicated(["video_uri", "segment_index"]).any()
+    assert (seg.groupby("video_uri").size() >= 2).all()
+    for video in videos.to_pylist():
+        part = seg[seg.video_uri == video["video_uri"]]
+        weights = (part.end - part.start).to_numpy()
+        for p in PROBS:
+            assert video[p] == pytest.approx(float(np.average(part[p], weights=weights)))
+        assert video["dominant_emotion"] == EMOTIONS[int(np.argmax([video[p] for p in PROBS]))]
+        assert video["segments"] == len(part) and video["scored_seconds"] == pytest.approx(weights.sum())
+
+
+def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, tiny_cfg, s3_endpoint):
+    s3 = fsspec.filesystem("s3", **s3_endpoint)
+    for clip in sorted(demo_corpus.glob("clip_*")):
+        s3.pipe_file(f"data/archive/{clip.name}", clip.read_bytes())
+    s3.pipe_file("data/archive/broken.mp4", b"\x00" * 100)
+    req = ScoreRequest("s3://data/archive", "s3://data/scores", checkpoint, storage_options=s3_endpoint)
+    counts = run_score(tiny_cfg, req, out=io.StringIO())
+    assert (counts["inputs"], counts["videos_ok"], counts["videos_failed"]) == (7, 6, 1)
+    with s3.open("data/scores/videos.parquet", "rb") as f:
+        videos = pq.read_table(f).to_pylist()
+    assert sorted(v["video_uri"] for v in videos) == sorted(
+        [f"s3://data/archive/clip_{i:05d}.mp4" for i in range(6)] + ["s3://data/archive/broken.mp4"])
+    assert s3.exists("data/scores/_SUCCESS") and not s3.exists("data/scores/_tmp")
+    with s3.open("data/scores/_SUCCESS") as f:
+        assert json.load(f)["videos"] == 7
+
+
+def test_rerun_of_a_complete_output_is_a_no_op_and_new_inputs_are_added(ray_cluster, demo_corpus, checkpoint,
+                                                                       tiny_cfg, tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    for clip in sorted(demo_corpus.glob("clip_0000[0-2].*")):
+        shutil.copy(clip, root / clip.name)
+    out = tmp_path / "out"
+    req = ScoreRequest(str(root), str(out), checkpoint)
+    run_score(tiny_cfg, req, out=io.StringIO())
+    parts = sorted((out / "segments").iterdir())
+    log = io.StringIO()
+    assert run_score(tiny_cfg, req, out=log)["videos"] == 3
+    assert "already complete" in log.getvalue() and sorted((out / "segments").iterdir()) == parts
+    for clip in sorted(demo_corpus.glob("clip_0000[3-4].*")):
+        shutil.copy(clip, root / clip.name)
+    log = io.StringIO()
+    counts = run_score(tiny_cfg, req, out=log)
+    assert "scoring 2 of 5 videos (3 already done)" in log.getvalue()
+    segments, videos, _ = read_outputs(out)
+    assert counts["videos"] == 5 and segments.num_rows == 5 and videos.num_rows == 5
+    assert len(set(segments.column("video_uri").to_pylist())) == 5
+    assert set(parts) < set((out / "segments").iterdir())  # the first run's parts were kept
+
+
+def test_cli_errors_are_clear_and_exit_2(tmp_path, checkpoint, capsys):
+    from fv2es.cli import main
+
+    assert main(["score", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o"),
+                 "--checkpoint", checkpoint]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "fake.safetensors").write_bytes(b"12345678")
+    assert main(["score", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                 "--checkpoint", str(tmp_path / "fake.safetensors")]) == 2
+    assert "not an fv2es checkpoint" in capsys.readouterr().err
+    assert main(["score", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                 "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
