@@ -118,14 +118,15 @@ def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCo
     ds = ds.map_batches(DecodeStage(cfg.decode, cfg.spectrogram, sc, options), batch_size=1,
                         batch_format="pyarrow", num_cpus=sc.decode_cpus)
     ds = ds.map_batches(FaceStage, fn_constructor_args=(face_cfg, max(1, round(sc.face_cpus))),
-                        batch_size=8, batch_format="pyarrow", concurrency=sc.face_actors,
+                        batch_size=8, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=sc.face_actors),
                         num_cpus=sc.face_cpus, num_gpus=sc.face_gpus)
     ds = ds.map_batches(ModelStage, fn_constructor_kwargs={
                             "checkpoint_uri": req.checkpoint_uri,
                             "storage_options": _storage(req.checkpoint_uri, req.storage_options),
                             "device": "cuda" if sc.model_gpus > 0 else "cpu",
                             "threads": max(1, round(sc.model_cpus)), "batch_size": sc.batch_size},
-                        batch_size=sc.batch_size, batch_format="pyarrow", concurrency=sc.model_actors,
+                        batch_size=sc.batch_size, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=sc.model_actors),
                         num_cpus=sc.model_cpus, num_gpus=sc.model_gpus)
     started, last = time.time(), 0.0
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
