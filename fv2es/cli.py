@@ -14,9 +14,9 @@ from fv2es.config import ConfigError
 
 # name -> (module under fv2es.commands, or None while a later issue builds it; one-line help)
 COMMANDS: dict[str, tuple[str | None, str]] = {
-    "preprocess": (None, "turn a raw dataset (IEMOCAP, CMU-MOSEI, a manifest) into Parquet example shards"),
-    "train": (None, "train FV2ES with Ray Train (DDP); accepts the seed's main.py flags"),
-    "evaluate": (None, "evaluate a checkpoint on the validation or test split"),
+    "preprocess": ("preprocess", "turn a raw dataset (IEMOCAP, CMU-MOSEI, a manifest) into Parquet example shards"),
+    "train": ("train", "train FV2ES with Ray Train (DDP); accepts the seed's main.py flags"),
+    "evaluate": ("evaluate", "evaluate a checkpoint on the validation or test split"),
     "score": ("score", "score a folder, bucket or manifest of videos into Parquet emotion tables"),
     "demo-corpus": ("demo_corpus", "generate a small labelled corpus of talking-face clips (for demos and tests)"),
     "model": ("model_info", "build a model from a config, print its parameter counts and time one forward pass"),

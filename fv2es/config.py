@@ -101,12 +101,13 @@ class TrainConfig:
     scheduler: bool = False  # reduce-on-plateau on validation loss
     seed: int = 0  # seeds torch, numpy and python
     num_workers: int = 1  # Ray Train workers (DDP processes)
+    worker_cpus: float = 1.0  # CPUs reserved per worker: leave some for Ray Data's reads (2 workers on 2 CPUs: 0.5)
     use_gpu: bool = False  # one GPU per worker
     bf16: bool = True  # bf16 autocast when on CUDA (ignored on CPU)
     max_failures: int = 2  # worker failures survived by restoring the last checkpoint
 
     def __post_init__(self):
-        _positive(self, "lr", "epochs", "batch_size", "early_stop", "text_lr_factor", "num_workers")
+        _positive(self, "lr", "epochs", "batch_size", "early_stop", "text_lr_factor", "num_workers", "worker_cpus")
         if self.weight_decay < 0:
             raise ConfigError("train.weight_decay must be >= 0")
 

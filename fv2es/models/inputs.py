@@ -56,7 +56,9 @@ def _stack(arrays: Sequence, shape: tuple[int, ...], dtype) -> tuple[torch.Tenso
         if a is None or len(a) == 0:
             lengths.append(0)
             continue
-        t = torch.as_tensor(np.asarray(a))
+        arr = np.asarray(a)
+        # Arrays unpacked from Arrow bytes are read-only; torch wants writable memory.
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
         if tuple(t.shape[1:]) != shape:
             raise ValueError(f"expected items of shape (N, {', '.join(map(str, shape))}), got {tuple(t.shape)}")
         parts.append(t)

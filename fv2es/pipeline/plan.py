@@ -74,14 +74,22 @@ def list_jobs(uri: str, config: ScoreConfig, storage_options: dict | None = None
     utterances = read_manifest(uri, storage_options=storage_options)
     if not utterances:
         raise InputError(f"manifest {uri!r} has no rows")
-    by_video: dict[str, list] = {}
+    return jobs_from_utterances(utterances)
+
+
+def jobs_from_utterances(utterances) -> list[dict]:
+    """Group utterances into decode jobs: one per video and speaker (side, audio file, channel).
+
+    IEMOCAP's dialog videos hold both actors; each actor's utterances are one job, with that
+    actor's half of the frame and channel of the wav.
+    """
+    groups: dict[tuple, list] = {}
     for u in utterances:
-        by_video.setdefault(u.video_uri, []).append(u)
+        groups.setdefault((u.video_uri, u.speaker_side, u.audio_uri, u.audio_channel), []).append(u)
     jobs = []
-    for video, rows in by_video.items():
-        first = rows[0]
+    for (video, side, audio, channel), rows in groups.items():
         specs = [[u.id, u.start, u.end, u.text] for u in sorted(rows, key=lambda u: (u.start or 0.0, u.id))]
-        jobs.append(_job(video, json.dumps(specs), first.audio_uri, first.audio_channel, first.speaker_side))
+        jobs.append(_job(video, json.dumps(specs), audio, channel, side))
     return jobs
 
 

@@ -181,7 +181,8 @@ def _chunks(specs: list[SegmentSpec], chunk_s: float) -> Iterator[list[SegmentSp
 
 
 class FaceStage:
-    """Segment rows with frames -> rows with 48x48 face crops (``faces``) and ``faces_found``.
+    """Segment rows with frames -> rows with 48x48 face crops (``faces``), the per-frame
+    ``face_mask`` (1 = MTCNN found a face, 0 = centre-crop fallback) and ``faces_found``.
 
     Run as an actor pool (``map_batches(FaceStage, fn_constructor_args=..., concurrency=n)``);
     MTCNN is built once per actor, on ``config.device``. The speaker side of a row, when given
@@ -206,12 +207,13 @@ class FaceStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        faces, found, times = [], [], []
+        faces, masks, found, times = [], [], [], []
         for row in rows:
             start = time.perf_counter()
             n = row["frames_sampled"]
             if n == 0:
                 faces.append(b"")
+                masks.append(b"")
                 found.append(0)
             else:
                 # bytearray: a writable copy (torch warns on, and may not write to, read-only buffers)
@@ -219,9 +221,11 @@ class FaceStage:
                     n, row["frame_height"], row["frame_width"], 3)
                 out = self._cropper(row["speaker_side"] or self.config.select)(frames)
                 faces.append(pack(out.crops))
+                masks.append(pack(out.face_found.astype(np.uint8)))
                 found.append(int(out.face_found.sum()))
             times.append((time.perf_counter() - start) * 1000)
         table = batch.drop_columns(["frames", "frame_height", "frame_width"])
         table = table.append_column("faces", pa.array(faces, pa.binary()))
+        table = table.append_column("face_mask", pa.array(masks, pa.binary()))  # uint8 per frame: 1 = face found
         table = table.append_column("faces_found", pa.array(found, pa.int32()))
         return table.append_column("face_ms", pa.array(times, pa.float64()))

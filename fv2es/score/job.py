@@ -15,6 +15,7 @@ from fv2es.pipeline.plan import list_jobs
 from fv2es.pipeline.stages import DecodeStage, FaceStage
 from fv2es.score.model_stage import ModelStage, prob_column
 from fv2es.score.sink import ScoreOutput, VideoCollector, summarize_videos
+from fv2es.storage import options_for
 
 log = logging.getLogger("fv2es.score")
 
@@ -40,10 +41,6 @@ class ScoreRequest:
     address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
 
 
-def _storage(uri: str, options: dict | None) -> dict:
-    return dict(options or {}) if "://" in uri and not uri.startswith("file://") else {}
-
-
 def init_ray(address: str | None) -> None:
     import ray
 
@@ -56,7 +53,7 @@ def init_ray(address: str | None) -> None:
 def run_score(cfg: Config, req: ScoreRequest, out=sys.stdout) -> dict:
     """Score every input not yet in the output; returns the counts written to ``_SUCCESS``."""
     started = time.time()
-    info = read_checkpoint_info(req.checkpoint_uri, _storage(req.checkpoint_uri, req.storage_options))
+    info = read_checkpoint_info(req.checkpoint_uri, options_for(req.checkpoint_uri, req.storage_options))
     emotions = list(info.config.emotions)
     metadata = {
         "fv2es.version": fv2es.__version__,
@@ -67,16 +64,16 @@ def run_score(cfg: Config, req: ScoreRequest, out=sys.stdout) -> dict:
         "fv2es.config": json.dumps(cfg.to_dict()),
         "fv2es.config_digest": cfg.digest(),
     }
-    output = ScoreOutput(req.output_uri, _storage(req.output_uri, req.storage_options), metadata)
-    jobs = list_jobs(req.input_uri, cfg.score, _storage(req.input_uri, req.storage_options))
-    done = output.done_videos()
-    todo = [j for j in jobs if j["video_uri"] not in done]
+    output = ScoreOutput(req.output_uri, options_for(req.output_uri, req.storage_options), metadata)
+    jobs = list_jobs(req.input_uri, cfg.score, options_for(req.input_uri, req.storage_options))
+    done = output.done_jobs()
+    todo = [j for j in jobs if (j["video_uri"], j["speaker_side"]) not in done]
     if not todo and output.is_complete():
         counts = output.success()
         print(f"{req.output_uri} is already complete: {counts['videos']} videos "
               f"({counts['videos_ok']} ok, {counts['videos_failed']} failed)", file=out)
         return counts
-    print(f"scoring {len(todo)} of {len(jobs)} videos ({len(done)} already done) with model {info.model_id} "
+    print(f"scoring {len(todo)} of {len(jobs)} videos ({len(jobs) - len(todo)} already done) with model {info.model_id} "
           f"-> {req.output_uri}", file=out)
     output.start()
     collector = VideoCollector(output, segment_columns(emotions), cfg.score.part_videos)
@@ -91,7 +88,7 @@ def run_score(cfg: Config, req: ScoreRequest, out=sys.stdout) -> dict:
     videos = summarize_videos(segments, emotions)
     statuses = videos.column("status").to_pylist()
     counts = {
-        "inputs": len(jobs),
+        "inputs": len({j["video_uri"] for j in jobs}),
         "videos": videos.num_rows,
         "videos_ok": sum(s == "ok" for s in statuses),
         "videos_failed": sum(s != "ok" for s in statuses),
@@ -100,8 +97,8 @@ def run_score(cfg: Config, req: ScoreRequest, out=sys.stdout) -> dict:
         "model_id": info.model_id,
         "fv2es_version": fv2es.__version__,
     }
-    if counts["videos"] != len(jobs):
-        raise RuntimeError(f"{len(jobs)} inputs but {counts['videos']} videos in the output; left incomplete")
+    if counts["videos"] != counts["inputs"]:
+        raise RuntimeError(f"{counts['inputs']} inputs but {counts['videos']} videos in the output; left incomplete")
     output.finish(videos, counts)
     _report(counts, collector, segments, time.time() - started, out)
     return counts
@@ -112,7 +109,7 @@ def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCo
 
     init_ray(req.address)
     sc = cfg.score
-    options = _storage(req.input_uri, req.storage_options)
+    options = options_for(req.input_uri, req.storage_options)
     face_cfg = cfg.faces if sc.face_gpus == 0 else _on_cuda(cfg.faces)
     ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 4096))
     ds = ds.map_batches(DecodeStage(cfg.decode, cfg.spectrogram, sc, options), batch_size=1,
@@ -122,7 +119,7 @@ def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCo
                         num_cpus=sc.face_cpus, num_gpus=sc.face_gpus)
     ds = ds.map_batches(ModelStage, fn_constructor_kwargs={
                             "checkpoint_uri": req.checkpoint_uri,
-                            "storage_options": _storage(req.checkpoint_uri, req.storage_options),
+                            "storage_options": options_for(req.checkpoint_uri, req.storage_options),
                             "device": "cuda" if sc.model_gpus > 0 else "cpu",
                             "threads": max(1, round(sc.model_cpus)), "batch_size": sc.batch_size},
                         batch_size=sc.batch_size, batch_format="pyarrow",

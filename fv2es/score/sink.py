@@ -60,12 +60,13 @@ class ScoreOutput:
             return []
         return sorted(p for p in self.fs.ls(folder, detail=False) if p.endswith(".parquet"))
 
-    def done_videos(self) -> set[str]:
-        """Videos whose rows are already committed."""
-        done: set[str] = set()
+    def done_jobs(self) -> set[tuple[str, str]]:
+        """(video_uri, speaker_side or "") of every job whose rows are already committed."""
+        done: set[tuple[str, str]] = set()
         for part in self.part_files():
             with self.fs.open(part, "rb") as f:
-                done.update(pq.read_table(f, columns=["video_uri"]).column("video_uri").to_pylist())
+                t = pq.read_table(f, columns=["video_uri", "speaker_side"])
+            done.update(zip(t.column("video_uri").to_pylist(), (s or "" for s in t.column("speaker_side").to_pylist())))
         return done
 
     def start(self) -> None:
@@ -110,8 +111,8 @@ class ScoreOutput:
 
 
 class VideoCollector:
-    """Gathers segment rows (which arrive in any order) until each video is whole, then commits
-    whole videos in parts of ``part_videos`` (or whatever is ready every ``flush_s`` seconds)."""
+    """Gathers segment rows (which arrive in any order) until each job (a video, or one speaker of
+    it) is whole, then commits whole jobs in parts of ``part_videos`` (or whatever is ready every ``flush_s`` seconds)."""
 
     def __init__(self, output: ScoreOutput, columns: list[str], part_videos: int, flush_s: float = 30.0):
         self.output, self.columns = output, columns
@@ -126,20 +127,23 @@ class VideoCollector:
 
     def add(self, batch: pa.Table) -> None:
         batch = batch.select(self.columns)
-        uris = batch.column("video_uri").to_pylist()
+        # A job is one video, or one speaker of it (IEMOCAP dialogs: each actor's utterances).
+        keys = list(zip(batch.column("video_uri").to_pylist(),
+                        (s or "" for s in batch.column("speaker_side").to_pylist())))
         counts = batch.column("segment_count").to_pylist()
-        for uri in dict.fromkeys(uris):
-            rows = batch.filter(pc.equal(batch.column("video_uri"), uri))
-            self.pending.setdefault(uri, []).append(rows)
-            self.seen[uri] = self.seen.get(uri, 0) + rows.num_rows
-            if self.seen[uri] == counts[uris.index(uri)]:
-                self._complete(uri)
+        for key in dict.fromkeys(keys):
+            mask = pa.array([k == key for k in keys])
+            rows = batch.filter(mask)
+            self.pending.setdefault(key, []).append(rows)
+            self.seen[key] = self.seen.get(key, 0) + rows.num_rows
+            if self.seen[key] == counts[keys.index(key)]:
+                self._complete(key)
         if self.ready_videos >= self.part_videos or (self.ready and time.monotonic() - self.last_flush > self.flush_s):
             self.flush()
 
-    def _complete(self, uri: str) -> None:
-        table = pa.concat_tables(self.pending.pop(uri)).sort_by("segment_index")
-        del self.seen[uri]
+    def _complete(self, key: tuple[str, str]) -> None:
+        table = pa.concat_tables(self.pending.pop(key)).sort_by("segment_index")
+        del self.seen[key]
         self.ready.append(table)
         self.ready_videos += 1
         self.videos_done += 1
@@ -156,8 +160,8 @@ class VideoCollector:
             self.output.write_part(pa.concat_tables(self.ready[i : i + self.part_videos]))
         self.ready, self.ready_videos, self.last_flush = [], 0, time.monotonic()
 
-    def incomplete(self) -> dict[str, int]:
-        """Videos with rows still missing (empty after a full run: anything else is a bug)."""
+    def incomplete(self) -> dict[tuple[str, str], int]:
+        """Jobs with rows still missing (empty after a full run: anything else is a bug)."""
         return dict(self.seen)
 
 

@@ -1,0 +1,52 @@
+"""``fv2es train``: DDP training on Ray Train; accepts every flag of the seed's ``main.py``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fv2es.commands.common import add_config_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from fv2es.train.seed_cli import add_seed_arguments
+
+    parser.add_argument("--output", "-o", default="runs", metavar="URI",
+                        help="where runs live (any fsspec URI) [runs]; the run is OUTPUT/NAME")
+    parser.add_argument("--name", default=None,
+                        help="run name; the same output and name again continues a stopped run "
+                             "[fv2es-DATASET-MODALITIES-TIME]")
+    parser.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS or a local Ray)")
+    parser.add_argument("--endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint for s3:// URIs")
+    add_config_arguments(parser, default=None)
+    add_seed_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fv2es.config import ConfigError, load_config
+    from fv2es.train.job import TrainRequest, dataset_info, run_evaluate, run_train, with_dataset_emotions
+    from fv2es.train.seed_cli import SeedFlagError, seed_request
+
+    try:
+        seed = seed_request(args)
+        cfg = load_config(args.config, [*seed.overrides, *args.overrides])
+        for note in seed.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if not cfg.data.datapath:
+            raise SeedFlagError("no data: give --datapath (or data.datapath=...) pointing at an `fv2es preprocess` output")
+        options = {"client_kwargs": {"endpoint_url": args.endpoint_url}} if args.endpoint_url else None
+        info = dataset_info(cfg.data.datapath, options)
+        cfg = with_dataset_emotions(cfg, info)
+        seed.check(cfg.model.emotions, cfg.model.modalities)
+        if seed.evaluate_only:
+            for split, wanted in (("valid", seed.valid_only), ("test", seed.test_only)):
+                if wanted:
+                    run_evaluate(seed.ckpt, cfg.data.datapath, split, options)
+            return 0
+        req = TrainRequest(cfg.data.datapath, args.output, args.name, options, args.address,
+                           seed.ckpt, seed.ckpt_mod)
+        run_train(cfg, req)
+    except (SeedFlagError, ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"fv2es train: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,1 @@
+"""Training and evaluation of the FV2ES model."""

@@ -1,0 +1,206 @@
+"""The per-worker training loop run by Ray Train's ``TorchTrainer`` (DDP: gloo on CPU, NCCL on GPU).
+
+Each epoch: train on this worker's shard of the training split; then rank 0 folds a copy of the
+model (RepVGG single-branch, as at inference) and evaluates it on the validation split (choosing
+per-emotion thresholds there) and the test split (with those thresholds); every worker reports
+the epoch's metrics and rank 0 a checkpoint; early stopping on validation average F1.
+A restarted worker group resumes from the last reported checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fv2es.config import config_from_dict
+from fv2es.models import create_model, save_checkpoint
+from fv2es.train.data import ExampleCollate, predict
+from fv2es.train.metrics import evaluate
+
+# Tests set this to an epoch number: the first time a worker group reaches that epoch, rank 0's
+# process dies (like an OOM kill), and Ray Train must restore from the last checkpoint.
+FAULT_EPOCH_ENV = "FV2ES_FAULT_KILL_AT_EPOCH"
+FAULT_MARKER_ENV = "FV2ES_FAULT_MARKER"
+
+MODALITY_PREFIXES = {"t": ("text.", "heads.t."), "a": ("audio.", "audio_temporal.", "heads.a."),
+                     "v": ("visual.", "visual_temporal.", "heads.v.")}
+
+
+def _optimizer(model, tc):
+    text = {id(p) for p in model.text_parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in text], "lr": tc.lr}]
+    if text:
+        groups.append({"params": model.text_parameters(), "lr": tc.lr / tc.text_lr_factor})
+    if tc.optim == "sgd":
+        return torch.optim.SGD(groups, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
+    return torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def init_from_checkpoint(model, uri: str, modalities: str | None) -> list[str]:
+    """Load the branches of ``modalities`` (all shared ones when None) from a checkpoint (``--ckpt-mod``)."""
+    from fv2es.models import load_checkpoint
+
+    source = load_checkpoint(uri, inference=False).model.state_dict()
+    wanted = tuple(p for m in (modalities or "tav") for p in MODALITY_PREFIXES[m])
+    own = model.state_dict()
+    take = {k: v for k, v in source.items() if k.startswith(wanted) and k in own and own[k].shape == v.shape}
+    model.load_state_dict(take, strict=False)
+    return sorted(take)
+
+
+def _maybe_fail(epoch: int, rank: int) -> None:
+    marker = os.environ.get(FAULT_MARKER_ENV)
+    if rank == 0 and marker and os.environ.get(FAULT_EPOCH_ENV) == str(epoch) and not Path(marker).exists():
+        Path(marker).write_text(f"killed at epoch {epoch}\n")
+        os._exit(1)
+
+
+def train_loop(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+
+    cfg = config_from_dict(loop_config["config"])
+    tc = cfg.train
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed + rank)
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(round(tc.worker_cpus))))
+
+    model = create_model(cfg.model)
+    if loop_config.get("init_checkpoint"):
+        init_from_checkpoint(model, loop_config["init_checkpoint"], loop_config.get("init_modalities"))
+    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": None, "bad_epochs": 0, "rows": [], "restores": 0}
+    saved = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
+            saved = torch.load(os.path.join(folder, "train_state.pt"), weights_only=True)
+            state = json.loads(Path(folder, "state.json").read_text())
+            state["restores"] += 1
+    # Judged again on restore: a finished run started with more epochs goes on.
+    if state["bad_epochs"] >= tc.early_stop or state["epoch"] >= tc.epochs:
+        return
+    model = ray.train.torch.prepare_model(model)  # to the device, wrapped in DDP when world > 1
+    raw = model.module if hasattr(model, "module") else model
+    # The optimiser is built (and restored) after the move, so its state lives on the device.
+    optimizer = _optimizer(raw, tc)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=2) if tc.scheduler else None
+    if saved is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler and saved.get("scheduler"):
+            scheduler.load_state_dict(saved["scheduler"])
+
+    pos_weight = torch.tensor(loop_config["pos_weight"], dtype=torch.float32, device=device)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight) if tc.loss == "bce" else nn.CrossEntropyLoss()
+    collate = ExampleCollate(cfg.model.text_model, cfg.model.text_max_len)
+    train_shard = ray.train.get_dataset_shard("train")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=tc.bf16 and device.type == "cuda")
+
+    for epoch in range(state["epoch"], tc.epochs):
+        _maybe_fail(epoch, rank)
+        started = time.time()
+        model.train()
+        losses, seen = [], 0
+        for batch in train_shard.iter_batches(batch_size=tc.batch_size, batch_format="pyarrow",
+                                              local_shuffle_buffer_size=256, local_shuffle_seed=tc.seed + epoch):
+            x, y = collate(batch)
+            x, y = x.to(device), y.to(device)
+            with autocast:
+                logits = model(x)
+            loss = loss_fn(logits.float(), y if tc.loss == "bce" else y.argmax(1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
+            optimizer.step()
+            losses.append(loss.item())
+            seen += y.shape[0]
+        train_s = time.time() - started
+        totals = torch.tensor([sum(losses), len(losses), seen, train_s], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(totals)
+        row = {"epoch": epoch, "train_loss": float(totals[0] / max(1, totals[1])),
+               "train_utterances": int(totals[2]), "train_seconds": train_s,
+               "train_utterances_per_s_per_worker": float(totals[2] / max(1e-9, totals[3]))}
+
+        decision = [None]
+        if rank == 0:
+            decision = [_evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch)]
+        if world > 1:
+            dist.broadcast_object_list(decision, src=0)
+        row, state = decision[0]
+        if scheduler:
+            scheduler.step(row["valid_avg_f1"])
+        with tempfile.TemporaryDirectory() as folder:
+            ckpt = None
+            if rank == 0:
+                _save(folder, raw, optimizer, scheduler, state, row, cfg, loop_config)
+                ckpt = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report(row, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_epoch_{epoch:03d}")
+        if state.get("finished"):
+            break
+
+
+_EVAL_CACHE: dict[str, list] = {}
+
+
+def _eval_batches(split: str) -> list:
+    """Rank 0's copy of a whole evaluation split, read once per worker process and kept: the
+    splits are small, and a Ray Data pass per epoch costs seconds of start-up each time."""
+    import ray.train
+
+    if split not in _EVAL_CACHE:
+        shard = ray.train.get_dataset_shard(split)
+        _EVAL_CACHE[split] = list(shard.iter_batches(batch_size=32, batch_format="pyarrow"))
+    return _EVAL_CACHE[split]
+
+
+def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch):
+
+    folded = copy.deepcopy(raw).reparameterize().eval()
+    softmax = cfg.train.loss == "ce"
+    emotions, dataset = list(cfg.model.emotions), loop_config["dataset"]
+    started = time.time()
+    probs, targets = predict(folded, _eval_batches("valid"), collate, device, softmax, cfg.train.bf16)
+    valid_metrics, thresholds = evaluate(probs, targets, emotions, dataset, None, cfg.train.loss)
+    probs, targets = predict(folded, _eval_batches("test"), collate, device, softmax, cfg.train.bf16)
+    test_metrics, _ = evaluate(probs, targets, emotions, dataset, thresholds, cfg.train.loss)
+    row = {**row, **{f"valid_{k}": v for k, v in valid_metrics.items()},
+           **{f"test_{k}": v for k, v in test_metrics.items()}, "eval_seconds": time.time() - started,
+           "thresholds": [float(t) for t in thresholds]}
+    state = {**state, "epoch": epoch + 1, "rows": [*state["rows"], row]}
+    f1 = row["valid_avg_f1"]
+    # Ties go to the later epoch: on a small validation split F1 saturates while training improves.
+    if f1 >= state["best_f1"]:
+        state.update(best_f1=f1, best_epoch=epoch, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    state["finished"] = state["bad_epochs"] >= cfg.train.early_stop or epoch + 1 >= cfg.train.epochs
+    row = {**row, "best_epoch": state["best_epoch"], "restores": state["restores"]}
+    state["rows"][-1] = row
+    return row, state
+
+
+def _save(folder, raw, optimizer, scheduler, state, row, cfg, loop_config) -> None:
+    extra = {"epoch": row["epoch"], "loss": cfg.train.loss, "dataset": loop_config["dataset"],
+             "valid": {k[6:]: v for k, v in row.items() if k.startswith("valid_")},
+             "test": {k[5:]: v for k, v in row.items() if k.startswith("test_")}}
+    save_checkpoint(os.path.join(folder, "model.safetensors"), raw, thresholds=row["thresholds"], extra=extra)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None},
+               os.path.join(folder, "train_state.pt"))
+    Path(folder, "state.json").write_text(json.dumps(state))
