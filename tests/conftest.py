@@ -23,6 +23,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="module")
+def ray_cluster():
+    """One shared 2-CPU local Ray for the module (the size of the machines CI runs on)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
 def s3_endpoint():
     """A real S3 endpoint (moto's server on 127.0.0.1) with a bucket "data"; yields storage_options."""
     import boto3

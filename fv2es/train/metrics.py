@@ -111,6 +111,17 @@ def _auc(scores: np.ndarray, true: np.ndarray) -> float:
     return float(roc_auc_score(true.astype(np.int64), scores))
 
 
+def _per_emotion(per: dict[str, np.ndarray], names) -> dict[str, float]:
+    """``{metric: (E,) values}`` -> ``metric_<emotion>`` keys plus NaN-ignoring ``avg_<metric>``."""
+    out: dict[str, float] = {}
+    for j, name in enumerate(names):
+        for key, values in per.items():
+            out[f"{key}_{name}"] = float(values[j])
+    for key, values in per.items():
+        out[f"avg_{key}"] = _nanmean(values)
+    return out
+
+
 def _nanmean(values) -> float:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0 or np.all(np.isnan(arr)):
@@ -171,12 +182,7 @@ def binary_metrics(probs, targets, thresholds, emotions: Sequence[str]) -> dict[
         "f1": _f1(tp, fp, fn),
         "auc": np.array([_auc(p[:, j], t[:, j]) for j in range(p.shape[1])]),
     }
-    out: dict[str, float] = {}
-    for j, name in enumerate(names):
-        for key, values in per.items():
-            out[f"{key}_{name}"] = float(values[j])
-    for key, values in per.items():
-        out[f"avg_{key}"] = _nanmean(values)
+    out = _per_emotion(per, names)
     return out
 
 
@@ -251,12 +257,7 @@ def mosei_metrics(probs, targets, thresholds, emotions: Sequence[str]) -> dict[s
         "f1": _f1(tp, fp, fn),
         "auc": np.array([_auc(p[:, j], t[:, j]) for j in range(p.shape[1])]),
     }
-    out: dict[str, float] = {}
-    for j, name in enumerate(names):
-        for key, values in per.items():
-            out[f"{key}_{name}"] = float(values[j])
-    for key, values in per.items():
-        out[f"avg_{key}"] = _nanmean(values)
+    out = _per_emotion(per, names)
 
     exact = np.all(pred == t, axis=1)
     pred_any = pred.any(axis=1)

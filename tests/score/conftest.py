@@ -6,16 +6,6 @@ from fv2es.media.democorpus import make_demo_corpus
 from fv2es.models import create_model, save_checkpoint
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One shared 2-CPU local Ray for the module (the size of the machines CI runs on)."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.fixture(scope="session")
 def tiny_cfg():
     return config_from_dict({"model": {"preset": "fv2es_tiny"}, "decode": {"max_side": 320}})

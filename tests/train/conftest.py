@@ -6,16 +6,6 @@ from fv2es.preprocess import PreprocessRequest, run_preprocess
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """One shared 2-CPU local Ray for the module (the size of the machines CI runs on)."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def tiny_cfg():
     return load_config("configs/tiny.yaml", ["decode.max_side=320"])
 
