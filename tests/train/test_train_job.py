@@ -114,3 +114,20 @@ def test_the_seed_readme_command_runs(demo_shards, tmp_path, capsys):
     ckpt = load_checkpoint(str(tmp_path / "runs" / "seed" / "best.safetensors"))
     assert (ckpt.config.trans_dim, ckpt.config.trans_nlayers, ckpt.config.text_max_len) == (64, 4, 100)
     assert ckpt.config.audio_depths == (2, 2, 20)
+
+
+def test_run_and_checkpoints_on_s3(demo_shards, tiny_cfg, s3_endpoint):
+    """Ray Train storage, metrics and best checkpoint on a real S3 endpoint (moto on 127.0.0.1)."""
+    import fsspec
+
+    cfg = configured(with_modalities(tiny_cfg, "a"), epochs=1)
+    req = TrainRequest(str(demo_shards / "shards"), "s3://data/runs", "s3run", storage_options=s3_endpoint)
+    best = run_train(cfg, req, out=io.StringIO())
+    assert best["best_checkpoint"] == "s3://data/runs/s3run/best.safetensors"
+    s3 = fsspec.filesystem("s3", **s3_endpoint)
+    assert s3.exists("data/runs/s3run/checkpoint_epoch_000/model.safetensors")
+    assert s3.exists("data/runs/s3run/checkpoint_epoch_000/train_state.pt")
+    with s3.open("data/runs/s3run/metrics.jsonl") as f:
+        assert [json.loads(line)["epoch"] for line in f.read().decode().splitlines()] == [0]
+    ckpt = load_checkpoint(best["best_checkpoint"], storage_options=s3_endpoint)
+    assert ckpt.config.modalities == "a" and len(ckpt.thresholds) == 6
