@@ -130,13 +130,9 @@ def finish_run(req: TrainRequest, name: str, out) -> dict:
     return {**best_row, "best_checkpoint": best_uri, "run": f"{req.output_uri.rstrip('/')}/{name}"}
 
 
-def run_evaluate(checkpoint_uri: str, data_uri: str, split: str, storage_options: dict | None = None,
-                 device: str = "cpu", batch_size: int = 32, out=sys.stdout) -> dict:
-    """Metrics of a checkpoint on one split of a preprocess output (no training, no Ray needed).
-
-    On ``valid`` the thresholds are chosen there (as in training); on ``test`` the checkpoint's
-    validated thresholds are applied (0.5 if it has none).
-    """
+def predict_split(checkpoint_uri: str, data_uri: str, split: str, storage_options: dict | None = None,
+                  device: str = "cpu", batch_size: int = 32):
+    """``(checkpoint, dataset info, probs (N, E), targets (N, E))`` of a checkpoint on one split."""
     from fv2es.models import load_checkpoint
     from fv2es.train.data import ExampleCollate, predict, table_batches
 
@@ -150,13 +146,25 @@ def run_evaluate(checkpoint_uri: str, data_uri: str, split: str, storage_options
     table = table.filter(pa.array(keep))
     if table.num_rows == 0:
         raise ValueError(f"{data_uri}: no usable examples in split {split!r}")
-    loss = ckpt.extra.get("loss", "bce")
     collate = ExampleCollate(ckpt.config.text_model, ckpt.config.text_max_len)
-    probs, targets = predict(ckpt.model, table_batches(table, batch_size), collate, device, loss == "ce")
+    softmax = ckpt.extra.get("loss", "bce") == "ce"
+    probs, targets = predict(ckpt.model, table_batches(table, batch_size), collate, device, softmax)
+    return ckpt, info, probs, targets
+
+
+def run_evaluate(checkpoint_uri: str, data_uri: str, split: str, storage_options: dict | None = None,
+                 device: str = "cpu", batch_size: int = 32, out=sys.stdout) -> dict:
+    """Metrics of a checkpoint on one split of a preprocess output (no training, no Ray needed).
+
+    On ``valid`` the thresholds are chosen there (as in training); on ``test`` the checkpoint's
+    validated thresholds are applied (0.5 if it has none).
+    """
+    ckpt, info, probs, targets = predict_split(checkpoint_uri, data_uri, split, storage_options, device, batch_size)
     thresholds = None if split == "valid" else (ckpt.thresholds or [0.5] * len(ckpt.config.emotions))
+    loss = ckpt.extra.get("loss", "bce")
     metrics, chosen = evaluate(probs, targets, list(ckpt.config.emotions), info["dataset"], thresholds, loss)
-    print(f"{split}: {table.num_rows} utterances, checkpoint {ckpt.model_id}", file=out)
+    print(f"{split}: {len(probs)} utterances, checkpoint {ckpt.model_id}", file=out)
     for key in HEADLINE:
         if key in metrics:
             print(f"  {key:<10} {metrics[key]:.4f}", file=out)
-    return {"split": split, "utterances": table.num_rows, "thresholds": [float(t) for t in chosen], **metrics}
+    return {"split": split, "utterances": len(probs), "thresholds": [float(t) for t in chosen], **metrics}
