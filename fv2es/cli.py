@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "evaluate": ("evaluate", "evaluate a checkpoint on the validation or test split"),
     "score": ("score", "score a folder, bucket or manifest of videos into Parquet emotion tables"),
     "demo-corpus": ("demo_corpus", "generate a small labelled corpus of talking-face clips (for demos and tests)"),
+    "demo": ("demo", "the whole system end to end on a demo corpus: generate, preprocess, train, score, report"),
     "model": ("model_info", "build a model from a config, print its parameter counts and time one forward pass"),
 }
 

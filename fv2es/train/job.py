@@ -82,6 +82,10 @@ def run_train(cfg: Config, req: TrainRequest, out=sys.stdout) -> dict:
     targets = np.array(train_targets.filter(pa.array(mask)).column("target").to_pylist(), dtype=np.float32)
     if len(targets) == 0:
         raise ValueError(f"{req.data_uri}: no usable training examples")
+    empty = [s for s in ("valid", "test") if not info["split_rows"].get(s)]
+    if empty:
+        raise ValueError(f"{req.data_uri}: no usable examples in the {' and '.join(empty)} split(s); "
+                         "validation picks thresholds and the best epoch, so each split needs examples")
     name = req.name or f"fv2es-{info['dataset']}-{cfg.model.modalities}-{time.strftime('%Y%m%d-%H%M%S')}"
     init_ray(req.address)
     fs, storage = arrow_filesystem(req.output_uri, req.storage_options)

@@ -1,0 +1,25 @@
+"""`fv2es demo`, the README's main command: end to end, then a second run that reuses everything."""
+
+import pytest
+
+from fv2es.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_end_to_end_then_reuses_its_outputs(tmp_path, capsys):
+    work = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(work), "--epochs", "2", "--rows", "6"]) == 0
+    out = capsys.readouterr().out
+    for path in ("corpus/manifest.jsonl", "shards/metadata.json", "runs/demo/best.safetensors",
+                 "scores/_SUCCESS", "scores/videos.parquet"):
+        assert (work / path).exists(), path
+    assert "inputs 60 | ok 60 | failed 0" in out
+    table = out.split("faces\n", 1)[1].splitlines()
+    assert len([line for line in table if line.startswith("clip_")]) == 6
+    agree = int(out.split("the clip's label for ")[1].split()[0])
+    assert agree >= 30  # two epochs of the tiny model already beat chance (10 of 60) by far
+
+    assert main(["demo", "--workdir", str(work), "--epochs", "2"]) == 0
+    again = capsys.readouterr().out
+    assert again.count("already there") == 3 and "is already complete" in again
