@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fv2es.commands.common import add_config_arguments, config_from_args
+from fv2es.commands.common import (
+    add_config_arguments,
+    add_storage_arguments,
+    config_from_args,
+    storage_options,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a folder with train_split.txt, valid_split.txt, test_split.txt (MESM's lists); "
                              "default: the manifest's splits, else a seeded random 70/10/20")
     parser.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS or a local Ray)")
-    parser.add_argument("--endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint for s3:// URIs")
+    add_storage_arguments(parser)
     add_config_arguments(parser)
 
 
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from fv2es.preprocess import PreprocessRequest, run_preprocess
 
     cfg = config_from_args(args)
-    options = {"client_kwargs": {"endpoint_url": args.endpoint_url}} if args.endpoint_url else None
+    options = storage_options(args) or None
     req = PreprocessRequest(args.dataset, args.input, args.output, args.labels,
                             mesm_split_files(args.split_dir) if args.split_dir else None, options, args.address)
     try:

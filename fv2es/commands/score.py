@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fv2es.commands.common import add_config_arguments, config_from_args
+from fv2es.commands.common import (
+    add_config_arguments,
+    add_storage_arguments,
+    config_from_args,
+    storage_options,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,25 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="URI", help="an fv2es checkpoint (.safetensors)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
-    parser.add_argument("--endpoint-url", default=None, metavar="URL",
-                        help="S3-compatible endpoint for s3:// URIs (credentials: the usual AWS variables)")
-    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra fsspec storage option for remote URIs (repeatable), e.g. anon=true")
+    add_storage_arguments(parser)
     add_config_arguments(parser)
-
-
-def storage_options(args: argparse.Namespace) -> dict:
-    import yaml
-
-    options: dict = {}
-    if args.endpoint_url:
-        options["client_kwargs"] = {"endpoint_url": args.endpoint_url}
-    for item in args.storage_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"fv2es score: --storage-option {item!r}: expected KEY=VALUE")
-        options[key] = yaml.safe_load(value)
-    return options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fv2es.commands.common import add_config_arguments
+from fv2es.commands.common import add_config_arguments, add_storage_arguments, storage_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run name; the same output and name again continues a stopped run "
                              "[fv2es-DATASET-MODALITIES-TIME]")
     parser.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS or a local Ray)")
-    parser.add_argument("--endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint for s3:// URIs")
+    add_storage_arguments(parser)
     add_config_arguments(parser, default=None)
     add_seed_arguments(parser)
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         if not cfg.data.datapath:
             raise SeedFlagError("no data: give --datapath (or data.datapath=...) pointing at an `fv2es preprocess` output")
-        options = {"client_kwargs": {"endpoint_url": args.endpoint_url}} if args.endpoint_url else None
+        options = storage_options(args) or None
         info = dataset_info(cfg.data.datapath, options)
         cfg = with_dataset_emotions(cfg, info)
         seed.check(cfg.model.emotions, cfg.model.modalities)

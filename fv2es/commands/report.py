@@ -1,0 +1,36 @@
+"""``fv2es report``: an HTML page of charts from a scoring output and/or a training run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fv2es.commands.common import add_storage_arguments, storage_options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scores", default=None, metavar="URI",
+                        help="an `fv2es score` output (segments/, videos.parquet, _SUCCESS); any fsspec URI")
+    parser.add_argument("--run", default=None, metavar="URI",
+                        help="an `fv2es train` run folder (metrics.jsonl, best.safetensors)")
+    parser.add_argument("--data", default=None, metavar="URI",
+                        help="the run's `fv2es preprocess` output: adds the test confusion matrix of best.safetensors")
+    parser.add_argument("--output", "-o", required=True, metavar="DIR",
+                        help="local folder for index.html and its PNGs")
+    add_storage_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fv2es.report import write_report
+
+    if not args.scores and not args.run:
+        print("fv2es report: give --scores and/or --run", file=sys.stderr)
+        return 2
+    try:
+        index = write_report(args.output, scores_uri=args.scores, run_uri=args.run, data_uri=args.data,
+                             storage_options=storage_options(args))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"fv2es report: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {index}")
+    return 0
