@@ -50,8 +50,9 @@ def init_ray(address: str | None) -> None:
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
 
 
-def run_score(cfg: Config, req: ScoreRequest, out=sys.stdout) -> dict:
+def run_score(cfg: Config, req: ScoreRequest, out=None) -> dict:
     """Score every input not yet in the output; returns the counts written to ``_SUCCESS``."""
+    out = out if out is not None else sys.stdout  # resolved now: tests swap sys.stdout
     started = time.time()
     info = read_checkpoint_info(req.checkpoint_uri, options_for(req.checkpoint_uri, req.storage_options))
     emotions = list(info.config.emotions)

@@ -65,8 +65,9 @@ def _splits(req: TrainRequest, storage_options):
     return {split: ds.filter(expr=f"split == '{split}'") for split in ("train", "valid", "test")}
 
 
-def run_train(cfg: Config, req: TrainRequest, out=sys.stdout) -> dict:
+def run_train(cfg: Config, req: TrainRequest, out=None) -> dict:
     """Train; returns the best epoch's row (with the path of ``best.safetensors``)."""
+    out = out if out is not None else sys.stdout  # resolved now: tests swap sys.stdout
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -157,12 +158,13 @@ def predict_split(checkpoint_uri: str, data_uri: str, split: str, storage_option
 
 
 def run_evaluate(checkpoint_uri: str, data_uri: str, split: str, storage_options: dict | None = None,
-                 device: str = "cpu", batch_size: int = 32, out=sys.stdout) -> dict:
+                 device: str = "cpu", batch_size: int = 32, out=None) -> dict:
     """Metrics of a checkpoint on one split of a preprocess output (no training, no Ray needed).
 
     On ``valid`` the thresholds are chosen there (as in training); on ``test`` the checkpoint's
     validated thresholds are applied (0.5 if it has none).
     """
+    out = out if out is not None else sys.stdout  # resolved now: tests swap sys.stdout
     ckpt, info, probs, targets = predict_split(checkpoint_uri, data_uri, split, storage_options, device, batch_size)
     thresholds = None if split == "valid" else (ckpt.thresholds or [0.5] * len(ckpt.config.emotions))
     loss = ckpt.extra.get("loss", "bce")
