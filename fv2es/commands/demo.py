@@ -46,6 +46,7 @@ def _step(name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from fv2es.media.democorpus import make_demo_corpus
     from fv2es.preprocess import PreprocessRequest, run_preprocess
+    from fv2es.report import write_report
     from fv2es.score.job import ScoreRequest, init_ray, run_score
     from fv2es.train.job import TrainRequest, run_train
 
@@ -74,22 +75,12 @@ def run(args: argparse.Namespace) -> int:
     _step(f"4/5 score the corpus -> {scores}")
     run_score(cfg, ScoreRequest(str(corpus), str(scores), str(best)), out=sys.stdout)
     _step(f"5/5 report -> {work / 'report'}")
-    report = _report(work, scores, runs / "demo", shards)
+    report = write_report(work / "report", scores_uri=str(scores), run_uri=str(runs / "demo"), data_uri=str(shards))
     print_table(scores, corpus / "manifest.jsonl", args.rows)
     print(f"\nscores: {scores}  (segments/*.parquet, videos.parquet)")
     print(f"model:  {best}")
-    if report:
-        print(f"report: {report}")
+    print(f"report: {report}")
     return 0
-
-
-def _report(work: Path, scores: Path, run: Path, shards: Path):
-    try:
-        from fv2es.report import write_report
-    except ImportError:  # the report arrives with its own issue
-        print("(no report module in this version)")
-        return None
-    return write_report(work / "report", scores_uri=str(scores), run_uri=str(run), data_uri=str(shards))
 
 
 def print_table(scores: Path, manifest: Path, rows: int) -> None:
