@@ -12,7 +12,7 @@ def test_demo_end_to_end_then_reuses_its_outputs(tmp_path, capsys):
     assert main(["demo", "--workdir", str(work), "--epochs", "2", "--rows", "6"]) == 0
     out = capsys.readouterr().out
     for path in ("corpus/manifest.jsonl", "shards/metadata.json", "runs/demo/best.safetensors",
-                 "scores/_SUCCESS", "scores/videos.parquet"):
+                 "scores/_SUCCESS", "scores/videos.parquet", "report/index.html", "report/confusion_test.png"):
         assert (work / path).exists(), path
     assert "inputs 60 | ok 60 | failed 0" in out
     table = out.split("faces\n", 1)[1].splitlines()
