@@ -1,4 +1,5 @@
 import os
+import urllib.request
 
 import pytest
 
@@ -27,6 +28,8 @@ def ray_cluster():
     """One shared 2-CPU local Ray for the module (the size of the machines CI runs on)."""
     import ray
 
+    if ray.is_initialized():  # a job run in-process earlier (e.g. `fv2es demo`) left its own
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -42,6 +45,8 @@ def s3_endpoint():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps its buckets in process-wide memory: every module starts from an empty store.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30)
     credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **credentials).create_bucket(
         Bucket="data"

@@ -7,7 +7,7 @@ from fv2es.cli import main
 pytestmark = pytest.mark.slow
 
 
-def test_demo_end_to_end_then_reuses_its_outputs(tmp_path, capsys):
+def test_demo_end_to_end_then_reuses_its_outputs(ray_cluster, tmp_path, capsys):
     work = tmp_path / "demo"
     assert main(["demo", "--workdir", str(work), "--epochs", "2", "--rows", "6"]) == 0
     out = capsys.readouterr().out
