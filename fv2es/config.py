@@ -328,11 +328,11 @@ def _looks_like_float(raw: str) -> bool:
     return raw.strip().lower() not in ("nan", "inf", "-inf", "infinity")
 
 
-def _deep_merge(a: dict, b: Mapping) -> dict:
+def deep_merge(a: dict, b: Mapping) -> dict:
     out = dict(a)
     for key, value in b.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -353,7 +353,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         data = dict(loaded or {})
     overrides = list(overrides)
-    data = _deep_merge(data, parse_overrides(overrides))
+    data = deep_merge(data, parse_overrides(overrides))
     source = " + ".join(s for s in (str(path) if path else "", "overrides" if overrides else "") if s)
     return config_from_dict(data, source=source)
 

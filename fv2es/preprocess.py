@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,11 +27,9 @@ from fv2es.config import Config, to_dict
 from fv2es.data.splits import assign_random_splits, assign_split_lists, read_split_lists
 from fv2es.data.utterance import ReadStats, Utterance
 from fv2es.emotions import IEMOCAP_EMOTIONS, MOSEI_EMOTIONS
+from fv2es.pipeline.dataset import init_ray, media_dataset
 from fv2es.pipeline.plan import jobs_from_utterances
-from fv2es.pipeline.stages import DecodeStage, FaceStage
 from fv2es.storage import arrow_filesystem, options_for
-
-log = logging.getLogger("fv2es.preprocess")
 
 EXAMPLE_COLUMNS = [
     "id", "split", "labels", "target", "dataset", "video_uri", "start", "end", "text",
@@ -100,10 +97,6 @@ class ToExample:
 
 def run_preprocess(cfg: Config, req: PreprocessRequest, out=None) -> dict:
     """Read, split, decode, crop and write the shards; returns (and writes) the metadata."""
-    import ray
-
-    from fv2es.score.job import init_ray
-
     started = time.time()
     utterances, emotions, stats = read_dataset(req, cfg)
     if not utterances:
@@ -117,14 +110,7 @@ def run_preprocess(cfg: Config, req: PreprocessRequest, out=None) -> dict:
     print(f"preprocessing {len(utterances)} utterances of {len(jobs)} videos -> {req.output_uri}", file=out)
 
     init_ray(req.address)
-    sc = cfg.score
-    ds = ray.data.from_items(jobs, override_num_blocks=min(len(jobs), 4096))
-    ds = ds.map_batches(DecodeStage(cfg.decode, cfg.spectrogram, plan, options), batch_size=1,
-                        batch_format="pyarrow", num_cpus=sc.decode_cpus)
-    face_cfg = cfg.faces if sc.face_gpus == 0 else dataclasses.replace(cfg.faces, device="cuda")
-    ds = ds.map_batches(FaceStage, fn_constructor_args=(face_cfg, max(1, round(sc.face_cpus))), batch_size=8,
-                        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=sc.face_actors),
-                        num_cpus=sc.face_cpus, num_gpus=sc.face_gpus)
+    ds = media_dataset(jobs, cfg, plan, options)
     ds = ds.map_batches(ToExample(labels, emotions, req.dataset), batch_format="pyarrow", num_cpus=0.25)
     fs, root = arrow_filesystem(req.output_uri, req.storage_options)
     out_fs, out_root = url_to_fs(req.output_uri, **options_for(req.output_uri, req.storage_options))

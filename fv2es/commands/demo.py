@@ -31,12 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from fv2es.config import _deep_merge, config_from_dict, load_config, parse_overrides
+    from fv2es.config import config_from_dict, deep_merge, load_config, parse_overrides
 
     if args.config:
         return load_config(args.config, args.overrides)
-    data = _deep_merge(DEMO_CONFIG, {"train": {"epochs": args.epochs, "early_stop": args.epochs}})
-    return config_from_dict(_deep_merge(data, parse_overrides(args.overrides)))
+    data = deep_merge(DEMO_CONFIG, {"train": {"epochs": args.epochs, "early_stop": args.epochs}})
+    return config_from_dict(deep_merge(data, parse_overrides(args.overrides)))
 
 
 def _step(name: str) -> None:
@@ -45,9 +45,10 @@ def _step(name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fv2es.media.democorpus import make_demo_corpus
+    from fv2es.pipeline.dataset import init_ray
     from fv2es.preprocess import PreprocessRequest, run_preprocess
     from fv2es.report import write_report
-    from fv2es.score.job import ScoreRequest, init_ray, run_score
+    from fv2es.score.job import ScoreRequest, run_score
     from fv2es.train.job import TrainRequest, run_train
 
     cfg = _config(args)

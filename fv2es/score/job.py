@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -11,13 +10,11 @@ from dataclasses import dataclass
 import fv2es
 from fv2es.config import Config
 from fv2es.models import read_checkpoint_info
+from fv2es.pipeline.dataset import init_ray, media_dataset
 from fv2es.pipeline.plan import list_jobs
-from fv2es.pipeline.stages import DecodeStage, FaceStage
 from fv2es.score.model_stage import ModelStage, prob_column
 from fv2es.score.sink import ScoreOutput, VideoCollector, summarize_videos
 from fv2es.storage import options_for
-
-log = logging.getLogger("fv2es.score")
 
 
 def segment_columns(emotions) -> list[str]:
@@ -39,15 +36,6 @@ class ScoreRequest:
     checkpoint_uri: str
     storage_options: dict | None = None  # for s3:// (and other remote) URIs
     address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
-
-
-def init_ray(address: str | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    # address=None lets Ray read RAY_ADDRESS; with neither, it starts an embedded local cluster.
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
 
 
 def run_score(cfg: Config, req: ScoreRequest, out=None) -> dict:
@@ -110,14 +98,7 @@ def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCo
 
     init_ray(req.address)
     sc = cfg.score
-    options = options_for(req.input_uri, req.storage_options)
-    face_cfg = cfg.faces if sc.face_gpus == 0 else _on_cuda(cfg.faces)
-    ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 4096))
-    ds = ds.map_batches(DecodeStage(cfg.decode, cfg.spectrogram, sc, options), batch_size=1,
-                        batch_format="pyarrow", num_cpus=sc.decode_cpus)
-    ds = ds.map_batches(FaceStage, fn_constructor_args=(face_cfg, max(1, round(sc.face_cpus))),
-                        batch_size=8, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=sc.face_actors),
-                        num_cpus=sc.face_cpus, num_gpus=sc.face_gpus)
+    ds = media_dataset(todo, cfg, sc, options_for(req.input_uri, req.storage_options))
     ds = ds.map_batches(ModelStage, fn_constructor_kwargs={
                             "checkpoint_uri": req.checkpoint_uri,
                             "storage_options": options_for(req.checkpoint_uri, req.storage_options),
@@ -134,12 +115,6 @@ def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCo
             rate = collector.seconds / max(1e-9, last - started)
             print(f"[score] {collector.videos_done}/{len(todo)} videos ({collector.videos_failed} failed), "
                   f"{collector.segments} segments, {rate:.1f} video-s/s", file=out, flush=True)
-
-
-def _on_cuda(faces):
-    import dataclasses
-
-    return dataclasses.replace(faces, device="cuda")
 
 
 def _report(counts: dict, collector: VideoCollector, segments, wall: float, out) -> None:

@@ -71,7 +71,7 @@ def run_train(cfg: Config, req: TrainRequest, out=None) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from fv2es.score.job import init_ray
+    from fv2es.pipeline.dataset import init_ray
     from fv2es.train.loop import train_loop
 
     info = dataset_info(req.data_uri, req.storage_options)
