@@ -37,11 +37,13 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def albert_base_ms(batch, repeats: int) -> float:
-    from transformers import AlbertConfig, AlbertModel
+    from transformers import AlbertModel
 
-    # albert-base-v2's published architecture; random weights time the same as trained ones.
-    cfg = AlbertConfig(vocab_size=30000, embedding_size=128, hidden_size=768, num_hidden_layers=12,
-                       num_attention_heads=12, intermediate_size=3072)
+    from fv2es.models.seed import text_encoder_config
+    from fv2es.models.text import hf_config_from_dict
+
+    # albert-base-v2's published architecture (known offline); random weights time the same as trained ones.
+    cfg = hf_config_from_dict(text_encoder_config("albert-base-v2"))
     albert = AlbertModel(cfg).eval()
     ids = batch.text_ids.clamp(max=cfg.vocab_size - 1)
     return median_ms(lambda: albert(input_ids=ids, attention_mask=batch.text_mask), repeats)
@@ -58,7 +60,7 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     train_form = create_model(cfg.model).eval()
     folded = copy.deepcopy(train_form).reparameterize()
-    sample = example_utterance(args.seconds, cfg.decode.img_interval_ms, TEXT)
+    sample = example_utterance(args.seconds, cfg.decode.img_interval_ms, TEXT, spectrogram=cfg.spectrogram)
     batch = Collate(cfg.model.text_model, cfg.model.text_max_len)([sample])
     print(f"{cfg.model.preset}: {args.seconds:g} s utterance = {len(sample['faces'])} frames, "
           f"{len(sample['pieces'])} pieces; {torch.get_num_threads()} CPU threads; median of {args.repeats}")

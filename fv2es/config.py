@@ -22,67 +22,15 @@ from typing import Any
 
 import yaml
 
-from fv2es.emotions import IEMOCAP_EMOTIONS
+from fv2es.asr.config import AsrConfig
+from fv2es.configlib import choice as _choice
+from fv2es.configlib import positive as _positive
+from fv2es.errors import ConfigError
 from fv2es.media.decode import DecodeConfig
 from fv2es.media.faces import FaceConfig
 from fv2es.media.spectrogram import SpectrogramConfig
-
-
-class ConfigError(ValueError):
-    """A configuration key or value that cannot be used; the message names it."""
-
-
-def _choice(*allowed: str) -> dict:
-    return {"choices": allowed}
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The FV2ES network (MODEL.md). Defaults are the paper configuration."""
-
-    preset: str = "fv2es_paper"  # registry name whose values this section starts from
-    emotions: tuple[str, ...] = IEMOCAP_EMOTIONS  # output classes, in logit order
-    modalities: str = "tav"  # any non-empty subset of t(ext), a(udio), v(isual)
-    text_model: str = "albert-base-v2"  # HF name or local path; "minilm" = the packaged encoder
-    text_max_len: int = 100  # tokens kept of each transcript
-    trans_dim: int = 64  # width of the per-modality temporal transformers
-    trans_nlayers: int = 4  # layers of each temporal transformer
-    trans_nheads: int = 4  # attention heads of each temporal transformer
-    trans_ff_dim: int = 2048  # feed-forward width inside the temporal transformers (torch default)
-    dropout: float = 0.1  # dropout inside the temporal transformers
-    visual_channels: tuple[int, ...] = (64, 64, 64, 128, 256, 512)  # stem, then the five RepVGG blocks
-    visual_hidden: int = 1024  # hidden width of the per-frame projection (4608 -> this -> trans_dim)
-    audio_embed_dims: tuple[int, ...] = (128, 256, 512)  # NesT level widths
-    audio_heads: tuple[int, ...] = (4, 8, 16)  # NesT heads per level
-    audio_depths: tuple[int, ...] = (2, 2, 20)  # NesT blocks per level
-    audio_drop_path: float = 0.1  # NesT stochastic depth (timm's default of 0.5 is for ImageNet)
-    audio_hidden: int = 1024  # hidden width of the per-piece projection (32768 -> this -> trans_dim)
-    fusion: str = field(default="weighted", metadata=_choice("weighted", "mean"))  # late fusion
-
-    def __post_init__(self):
-        mods = self.modalities
-        if not mods or set(mods) - set("tav") or len(set(mods)) != len(mods):
-            raise ConfigError(f"model.modalities: {mods!r} must be a non-empty subset of 't', 'a', 'v'")
-        if not self.emotions or len(set(self.emotions)) != len(self.emotions):
-            raise ConfigError(f"model.emotions: {self.emotions!r} must be distinct names")
-        if self.trans_dim % self.trans_nheads:
-            raise ConfigError(
-                f"model.trans_dim ({self.trans_dim}) must be divisible by model.trans_nheads ({self.trans_nheads})"
-            )
-        if len(self.visual_channels) != 6:
-            raise ConfigError("model.visual_channels: give 6 widths (stem + five RepVGG blocks)")
-        if not (len(self.audio_embed_dims) == len(self.audio_heads) == len(self.audio_depths) == 3):
-            raise ConfigError("model.audio_embed_dims/audio_heads/audio_depths: give 3 levels each")
-        for dim, heads in zip(self.audio_embed_dims, self.audio_heads):
-            if dim % heads:
-                raise ConfigError(f"model.audio_embed_dims: {dim} is not divisible by its heads ({heads})")
-        _positive(self, "text_max_len", "trans_dim", "trans_nlayers", "trans_nheads", "trans_ff_dim",
-                  "visual_hidden", "audio_hidden")
-        _unit_interval(self, "dropout", "audio_drop_path")
-
-    @property
-    def num_emotions(self) -> int:
-        return len(self.emotions)
+from fv2es.models.config import ModelConfig
+from fv2es.models.registry import check_architectures, get_preset
 
 
 @dataclass(frozen=True)
@@ -119,7 +67,9 @@ class DataConfig:
     dataset: str = field(default="iemocap", metadata=_choice("iemocap", "mosei", "manifest"))  # corpus kind
     datapath: str = ""  # URI of the raw dataset or of preprocessed shards (any fsspec path)
     split_seed: int = 0  # seed of the random 70/10/20 split
-    split_ratios: tuple[float, ...] = (0.7, 0.1, 0.2)  # train/valid/test shares when no lists are given
+    # train/valid/test shares of the random split when no lists are given (fv2es.data.splits has no
+    # default of its own: this is the one place the seed's 70/10/20 is written)
+    split_ratios: tuple[float, ...] = (0.7, 0.1, 0.2)
 
     def __post_init__(self):
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
@@ -131,30 +81,60 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".w
 
 
 @dataclass(frozen=True)
-class ScoreConfig:
-    """The scoring job: segments, resources of each stage, output parts."""
+class SegmentsConfig:
+    """The segmentation plan: which spans of a video are scored (README: Segments)."""
 
-    segments: str = field(default="auto", metadata=_choice("auto", "window", "whole"))  # see README
+    mode: str = field(default="auto", metadata=_choice("auto", "window", "whole"))  # see README
     window_s: float = 10.0  # length of fixed windows (the last one may be shorter)
-    max_segment_s: float = 120.0  # a "whole" video longer than this is scored in windows of this length
+    min_segment_s: float = 1.0  # speech segments shorter than this are merged with a neighbour
+    max_segment_s: float = 120.0  # longer speech or whole-video segments are cut into pieces of at most this
+
+    def __post_init__(self):
+        _positive(self, "window_s", "min_segment_s", "max_segment_s")
+        if self.min_segment_s > self.max_segment_s:
+            raise ConfigError(f"segments.min_segment_s ({self.min_segment_s}) must be <= "
+                              f"segments.max_segment_s ({self.max_segment_s})")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """What each stage of the media pipeline reserves (README: Scale); scoring and preprocessing."""
+
     chunk_s: float = 60.0  # media seconds decoded per call: bounds a decode task's memory
-    decode_cpus: float = 1.0  # CPUs reserved per decode task
+    decode_cpus: float = 0.5  # CPUs reserved per decode task (one decoder thread each)
     decode_timeout_s: float = 600.0  # per decode call; past it the decoder process is killed
+    spectrogram_cpus: float = 0.25  # CPUs reserved per spectrogram task (Ray may fuse it into the face actors)
     face_actors: int = 1  # face-crop actors
-    face_cpus: float = 0.5  # CPUs reserved per face actor (its torch threads: at least 1)
+    face_cpus: float = 0.25  # CPUs reserved per face actor (its torch threads: at least 1)
     face_gpus: float = 0.0  # GPUs per face actor; > 0 runs MTCNN on CUDA
+    face_batch_size: int = 8  # segments per face-stage call
+    asr_actors: int = 1  # speech-to-text actors (only when asr.mode is not never)
+    asr_cpus: float = 0.5  # CPUs reserved per ASR actor (its CTranslate2 threads: at least 1)
+    asr_gpus: float = 0.0  # GPUs per ASR actor; > 0 runs Whisper on CUDA (float16)
+    asr_batch_size: int = 4  # rows per ASR-stage call
     model_actors: int = 1  # model actors
     model_cpus: float = 0.5  # CPUs reserved per model actor (its torch threads: at least 1)
     model_gpus: float = 0.0  # GPUs per model actor; > 0 runs the model on CUDA (bf16 autocast)
-    batch_size: int = 16  # segments per model forward pass
+    model_batch_size: int = 16  # segments per model forward pass
+
+    def __post_init__(self):
+        _positive(self, "chunk_s", "decode_cpus", "decode_timeout_s", "spectrogram_cpus", "face_actors",
+                  "face_cpus", "face_batch_size", "asr_actors", "asr_cpus", "asr_batch_size", "model_actors",
+                  "model_cpus", "model_batch_size")
+        for name in ("face_gpus", "asr_gpus", "model_gpus"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"resources.{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The scoring job's inputs and output parts (segments and resources have their own sections)."""
+
     part_videos: int = 64  # videos per committed output part file
     video_extensions: tuple[str, ...] = VIDEO_EXTENSIONS  # files taken from a folder or prefix
 
     def __post_init__(self):
-        _positive(self, "window_s", "max_segment_s", "chunk_s", "decode_cpus", "decode_timeout_s",
-                  "face_actors", "face_cpus", "model_actors", "model_cpus", "batch_size", "part_videos")
-        if self.face_gpus < 0 or self.model_gpus < 0:
-            raise ConfigError("score.face_gpus and score.model_gpus must be >= 0")
+        _positive(self, "part_videos")
 
 
 @dataclass(frozen=True)
@@ -171,13 +151,17 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling, sizes, audio rate
     faces: FaceConfig = field(default_factory=FaceConfig)  # MTCNN face crops
     spectrogram: SpectrogramConfig = field(default_factory=SpectrogramConfig)  # mel pieces
-    score: ScoreConfig = field(default_factory=ScoreConfig)  # the scoring job
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)  # which spans are scored
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)  # actors, CPUs, GPUs, batch sizes
+    score: ScoreConfig = field(default_factory=ScoreConfig)  # the scoring job's inputs and output parts
+    asr: AsrConfig = field(default_factory=AsrConfig)  # speech to text (fv2es.asr)
+
+    def __post_init__(self):
+        check_sections_agree(self)
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain (YAML/JSON-able) data."""
         return to_dict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def digest(self) -> str:
         """A short stable hash of the configuration (for output metadata)."""
@@ -185,22 +169,25 @@ class Config:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _positive(obj, *names: str) -> None:
-    section = _section_name(obj)
-    for name in names:
-        if getattr(obj, name) <= 0:
-            raise ConfigError(f"{section}.{name} must be > 0, got {getattr(obj, name)!r}")
+def check_sections_agree(cfg: Config) -> None:
+    """Refuse sections that describe different model inputs; the message names both keys.
 
-
-def _unit_interval(obj, *names: str) -> None:
-    section = _section_name(obj)
-    for name in names:
-        if not 0.0 <= getattr(obj, name) < 1.0:
-            raise ConfigError(f"{section}.{name} must be in [0, 1), got {getattr(obj, name)!r}")
-
-
-def _section_name(obj) -> str:
-    return type(obj).__name__.removesuffix("Config").lower()
+    The media sections produce what the model consumes, so their geometry must be the model's
+    (:mod:`fv2es.models.geometry`, exposed by :class:`ModelConfig`).
+    """
+    model, faces, spec = cfg.model, cfg.faces, cfg.spectrogram
+    if faces.image_size != model.face_size:
+        raise ConfigError(f"faces.image_size ({faces.image_size}) disagrees with the model's face input "
+                          f"(model.visual_arch {model.visual_arch!r} takes {model.face_size}x{model.face_size} crops)")
+    if cfg.decode.sample_rate != spec.sample_rate:
+        raise ConfigError(f"decode.sample_rate ({cfg.decode.sample_rate}) disagrees with "
+                          f"spectrogram.sample_rate ({spec.sample_rate}): the spectrogram reads the decoded audio")
+    bands = spec.n_mels // spec.piece_frames
+    piece = (bands, spec.n_mels // bands, spec.piece_frames)
+    if piece != tuple(model.piece_shape):
+        raise ConfigError(f"spectrogram.n_mels ({spec.n_mels}) and spectrogram.piece_frames ({spec.piece_frames}) "
+                          f"give pieces of shape {piece}, but the audio branch (model.audio_arch "
+                          f"{model.audio_arch!r}) takes {tuple(model.piece_shape)}")
 
 
 def to_dict(obj) -> dict[str, Any]:
@@ -360,14 +347,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 def config_from_dict(data: Mapping[str, Any], source: str = "") -> Config:
     """Build a :class:`Config`; the model section starts from its preset's values."""
-    from fv2es.models.registry import get_preset  # the registry imports this module
-
     try:
         model_data = data.get("model") or {}
         preset = model_data.get("preset", ModelConfig.preset) if isinstance(model_data, Mapping) else None
         if not isinstance(preset, str):
             preset = ModelConfig.preset  # from_dict below names the bad value
         base = Config(model=get_preset(preset))
-        return from_dict(Config, data, base=base)
+        cfg = from_dict(Config, data, base=base)
+        check_architectures(cfg.model)
+        return cfg
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None

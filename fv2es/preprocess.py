@@ -1,9 +1,5 @@
-"""Preprocessing: a raw dataset -> Parquet example shards, with the scoring job's media stages.
-
-Output layout (any fsspec URI)::
-
-    examples/*.parquet   one row per utterance (schema: EXAMPLE_COLUMNS)
-    metadata.json        emotion names, counts per split and class, failures, config, sizes
+"""Preprocessing: a raw dataset -> example shards (:mod:`fv2es.shards`), with the scoring job's
+media stages.
 
 Every utterance the reader kept becomes a row; one that fails to decode keeps its status and
 error (training skips it), so counts always add up.
@@ -12,34 +8,31 @@ error (training skips it), so counts always add up.
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
 
 import fv2es
 from fv2es.config import Config, to_dict
 from fv2es.data.splits import assign_random_splits, assign_split_lists, read_split_lists
 from fv2es.data.utterance import ReadStats, Utterance
 from fv2es.emotions import IEMOCAP_EMOTIONS, MOSEI_EMOTIONS
-from fv2es.pipeline.dataset import init_ray, media_dataset
+from fv2es.errors import InputError
+from fv2es.pipeline.dataset import check_speech_model, init_ray, media_dataset
 from fv2es.pipeline.plan import jobs_from_utterances
-from fv2es.storage import arrow_filesystem, options_for
+from fv2es.pipeline.stages.transcribe import asr_summary
+from fv2es.shards import ExampleShards, as_examples
+from fv2es.storage import options_for, redact_uri
 
-EXAMPLE_COLUMNS = [
-    "id", "split", "labels", "target", "dataset", "video_uri", "start", "end", "text",
-    "faces", "face_mask", "frames_sampled", "faces_found", "pieces", "piece_count",
-    "has_video", "has_audio", "status", "error",
-]
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class PreprocessRequest:
+    """What to read (dataset kind, input, optional labels and split lists) and where to write."""
+
     dataset: str  # iemocap | mosei | manifest
     input_uri: str  # dataset root (iemocap, mosei) or manifest file
     output_uri: str
@@ -92,80 +85,47 @@ class ToExample:
         table = table.append_column("labels", pa.array([list(labels) for labels, _ in info], pa.list_(pa.string())))
         table = table.append_column("target", pa.array(targets, pa.list_(pa.float32())))
         table = table.append_column("dataset", pa.array([self.dataset] * len(ids), pa.string()))
-        return table.select(EXAMPLE_COLUMNS)
+        return as_examples(table)
 
 
-def run_preprocess(cfg: Config, req: PreprocessRequest, out=None) -> dict:
+def run_preprocess(cfg: Config, req: PreprocessRequest) -> dict:
     """Read, split, decode, crop and write the shards; returns (and writes) the metadata."""
     started = time.time()
     utterances, emotions, stats = read_dataset(req, cfg)
     if not utterances:
-        raise ValueError(f"{req.input_uri}: the {req.dataset} reader found no utterances")
+        raise InputError(f"{req.input_uri}: the {req.dataset} reader found no utterances")
     utterances = assign_splits(utterances, req, cfg)
     labels = {u.id: (u.labels, u.split) for u in utterances}
     jobs = jobs_from_utterances(utterances)
     # An utterance is one example however long: no windowing, and chunks bound decode memory.
-    plan = dataclasses.replace(cfg.score, segments="whole", max_segment_s=1e9)
+    plan = dataclasses.replace(cfg.segments, mode="whole", max_segment_s=1e9)
     options = options_for(req.input_uri, req.storage_options)
-    print(f"preprocessing {len(utterances)} utterances of {len(jobs)} videos -> {req.output_uri}", file=out)
+    check_speech_model(cfg, req.storage_options)  # rows without text are transcribed: fail now, not per video
+    log.info(f"preprocessing {len(utterances)} utterances of {len(jobs)} videos -> {req.output_uri}")
 
     init_ray(req.address)
-    ds = media_dataset(jobs, cfg, plan, options)
+    ds = media_dataset(jobs, cfg, plan, options, req.storage_options)
     ds = ds.map_batches(ToExample(labels, emotions, req.dataset), batch_format="pyarrow", num_cpus=0.25)
-    fs, root = arrow_filesystem(req.output_uri, req.storage_options)
-    out_fs, out_root = url_to_fs(req.output_uri, **options_for(req.output_uri, req.storage_options))
-    if out_fs.exists(f"{out_root}/examples"):
-        out_fs.rm(f"{out_root}/examples", recursive=True)  # a rerun replaces, never mixes, shards
-    ds.write_parquet(f"{root}/examples", filesystem=fs)
+    shards = ExampleShards(req.output_uri, req.storage_options)
+    shards.write_examples(ds)
 
-    meta = summarize(req, cfg, emotions, stats, out_fs, out_root)
+    counts = shards.counts(emotions)
+    meta = {
+        "fv2es_version": fv2es.__version__,
+        "dataset": req.dataset,
+        "source": redact_uri(req.input_uri),
+        "emotions": list(emotions),
+        **{k: counts.pop(k) for k in ("rows", "split_rows", "class_counts")},
+        "reader": dataclasses.asdict(stats) if stats is not None else None,
+        "config": {k: to_dict(getattr(cfg, k)) for k in ("decode", "faces", "spectrogram", "data")},
+        **counts,  # seconds and sizes
+        "asr": asr_summary(cfg.asr, utterances, shards.read(columns=["id", "text"])),
+    }
     meta["wall_s"] = round(time.time() - started, 1)
-    with out_fs.open(f"{out_root}/metadata.json", "w") as f:
-        json.dump(meta, f, indent=2)
+    shards.write_metadata(meta)
     rows = meta["rows"]
-    print(f"wrote {rows['total']} examples ({rows['ok']} ok, {rows['total'] - rows['ok']} failed) in "
-          f"{meta['wall_s']} s; {meta['shard_bytes_per_utterance_second']:.0f} bytes per utterance-second", file=out)
+    log.info(f"wrote {rows['total']} examples ({rows['ok']} ok, {rows['total'] - rows['ok']} failed) in "
+             f"{meta['wall_s']} s; {meta['shard_bytes_per_utterance_second']:.0f} bytes per utterance-second")
     if rows["total"] != len(utterances):
         raise RuntimeError(f"{len(utterances)} utterances in but {rows['total']} examples out")
     return meta
-
-
-def read_examples(uri: str, storage_options: dict | None = None, columns: list[str] | None = None) -> pa.Table:
-    """All example rows under ``uri`` (a preprocess output) as one table."""
-    fs, root = url_to_fs(uri, **options_for(uri, storage_options))
-    files = sorted(p for p in fs.find(f"{root}/examples") if p.endswith(".parquet"))
-    tables = []
-    for path in files:
-        with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f, columns=columns))
-    return pa.concat_tables(tables)
-
-
-def summarize(req, cfg: Config, emotions, stats, fs, root) -> dict:
-    table = read_examples(req.output_uri, req.storage_options,
-                          columns=["split", "labels", "status", "start", "end"])
-    status = table.column("status").to_pylist()
-    splits = table.column("split").to_pylist()
-    labels = table.column("labels").to_pylist()
-    ok = [s == "ok" for s in status]
-    per_split = {
-        split: {e: sum(1 for o, s, ls in zip(ok, splits, labels) if o and s == split and e in ls) for e in emotions}
-        for split in ("train", "valid", "test")
-    }
-    seconds = float(np.nansum(np.asarray(table.column("end").to_pylist(), dtype=float)
-                              - np.asarray(table.column("start").to_pylist(), dtype=float)))
-    shard_bytes = sum(fs.size(p) for p in fs.find(f"{root}/examples") if p.endswith(".parquet"))
-    return {
-        "fv2es_version": fv2es.__version__,
-        "dataset": req.dataset,
-        "source": req.input_uri,
-        "emotions": list(emotions),
-        "rows": {"total": len(status), "ok": sum(ok), **{f"status_{k}": v for k, v in Counter(status).items()}},
-        "split_rows": {s: sum(1 for o, x in zip(ok, splits) if o and x == s) for s in ("train", "valid", "test")},
-        "class_counts": per_split,
-        "reader": dataclasses.asdict(stats) if stats is not None else None,
-        "config": {k: to_dict(getattr(cfg, k)) for k in ("decode", "faces", "spectrogram", "data")},
-        "utterance_seconds": seconds,
-        "shard_bytes": shard_bytes,
-        "shard_bytes_per_utterance_second": shard_bytes / seconds if seconds else float("nan"),
-    }

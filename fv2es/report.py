@@ -1,9 +1,9 @@
 """``fv2es report``: one HTML page with charts of a scoring output and/or a training run.
 
 The page (``index.html``) is self-contained apart from the PNGs written beside it: inline CSS,
-``<img>`` tags and tables, every piece of text from the data HTML-escaped. Charts are drawn with
-matplotlib's Agg canvas (headless; no pyplot state), at fixed sizes so each PNG's pixel size is
-known (the ``*_PX`` constants, at ``DPI``).
+``<img>`` tags and tables, every piece of text from the data HTML-escaped. The charts are drawn
+by :mod:`fv2es.charts`; the data is read through the owners of the formats: the scoring output
+through :class:`~fv2es.score.sink.ScoreOutput`, the shards through :mod:`fv2es.train.evaluate`.
 
 * A scoring output (``segments/*.parquet``, ``videos.parquet``, ``_SUCCESS``; any fsspec URI):
   summary counts, the distribution of dominant emotions, videos and segments per status, the
@@ -24,19 +24,25 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
-from matplotlib.ticker import MaxNLocator
 
 import fv2es
-from fv2es.storage import options_for
+from fv2es.charts import (
+    CONFUSION_PX,
+    CURVES_PX,
+    DOMINANT_PX,
+    STATUS_PX,
+    TIMELINE_PX,
+    draw_confusion,
+    plot_curves,
+    plot_dominant,
+    plot_statuses,
+    plot_timeline,
+)
+from fv2es.errors import InputError
+from fv2es.score.sink import ScoreOutput, summarize_videos
+from fv2es.storage import options_for, redact_uri
+from fv2es.train.run import RunFolder
 
-DPI = 100
-TIMELINE_PX = (640, 300)  # one per video: probability per emotion over time (bars for one segment)
-DOMINANT_PX = (800, 360)  # videos per dominant emotion
-STATUS_PX = (1000, 400)  # videos (left) and segments (right) per status
-CURVES_PX = (1000, 400)  # train loss (left); valid / test avg F1 and accuracy (right)
-CONFUSION_PX = (640, 560)  # test confusion matrix of best.safetensors
 MAX_TIMELINES = 12  # timelines drawn (the first videos by name)
 MAX_FAILED_ROWS = 10  # failed videos listed with their errors
 MAX_VIDEO_ROWS = 50  # rows of the videos table
@@ -44,165 +50,11 @@ SEGMENT_COLUMNS = {"video_uri", "speaker_side", "segment_index", "start", "end",
                    "error", "model_id"}
 
 
-# --- charts ------------------------------------------------------------------------------------
-
-def _figure(px: tuple[int, int]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    # Constrained layout fits titles and outside legends into the fixed size (no bbox_inches="tight",
-    # which would change the pixel size).
-    fig = Figure(figsize=(px[0] / DPI, px[1] / DPI), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, out_dir: Path, name: str) -> str:
-    fig.savefig(out_dir / name, dpi=DPI)
-    return name
-
-
-def emotion_colors(emotions) -> dict[str, tuple]:
-    """One colour per emotion, the same in every chart."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if len(emotions) <= 10 else "tab20"]
-    return {e: cmap(i % cmap.N) for i, e in enumerate(emotions)}
-
+# --- HTML pieces -------------------------------------------------------------------------------
 
 def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2 - 1):]
 
-
-def plot_timeline(seg: pa.Table, emotions: list[str], title: str, path: Path) -> None:
-    """Probabilities of one video's ok segments against time (segment midpoints), failed segments
-    shaded; a video with a single ok segment is drawn as bars."""
-    colors = emotion_colors(emotions)
-    fig = _figure(TIMELINE_PX)
-    ax = fig.add_subplot()
-    ok = seg.filter(pc.equal(seg["status"], "ok")).sort_by("start")
-    start, end = (ok[c].to_numpy(zero_copy_only=False).astype(float) for c in ("start", "end"))
-    probs = {e: ok[f"prob_{e}"].to_numpy(zero_copy_only=False).astype(float) for e in emotions}
-    if ok.num_rows == 1:
-        values = [probs[e][0] for e in emotions]
-        bars = ax.bar(emotions, values, color=[colors[e] for e in emotions])
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-        ax.set_xlabel(f"one segment, {start[0]:.1f}-{end[0]:.1f} s")
-    else:
-        # A gap between ok segments (failed or unscored time) breaks the lines instead of bridging it.
-        gap = np.flatnonzero(start[1:] > end[:-1] + 1e-3) + 1
-        mid = np.insert((start + end) / 2, gap, np.nan)
-        marker = "o" if len(mid) <= 60 else None
-        for e in emotions:
-            ax.plot(mid, np.insert(probs[e], gap, np.nan), color=colors[e], marker=marker, markersize=3,
-                    linewidth=1.5, label=e)
-        failed = seg.filter(pc.not_equal(seg["status"], "ok")).to_pylist()
-        for i, row in enumerate(r for r in failed if r["start"] is not None and r["end"] is not None):
-            ax.axvspan(row["start"], row["end"], color="#d62728", alpha=0.12, linewidth=0,
-                       label="failed segment" if i == 0 else None)
-        ax.set_xlabel("time (s), segment midpoints")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("probability")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    _save(fig, path.parent, path.name)
-
-
-def plot_dominant(videos: pa.Table, emotions: list[str], path: Path) -> None:
-    colors = emotion_colors(emotions)
-    dominant = videos["dominant_emotion"].to_pylist()
-    counts = [sum(d == e for d in dominant) for e in emotions]
-    fig = _figure(DOMINANT_PX)
-    ax = fig.add_subplot()
-    bars = ax.bar(emotions, counts, color=[colors[e] for e in emotions])
-    ax.bar_label(bars, fontsize=9)
-    ax.set_ylim(0, max(counts + [1]) * 1.15)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("videos")
-    ax.set_title("dominant emotion per video (duration-weighted mean over its ok segments)", fontsize=10)
-    _save(fig, path.parent, path.name)
-
-
-def _status_bars(ax, statuses: list[str], title: str) -> None:
-    kinds = sorted(set(statuses), key=lambda s: (s != "ok", s))[::-1]  # ok on top
-    counts = [statuses.count(k) for k in kinds]
-    bars = ax.barh(kinds, counts, height=0.6, color=["#2ca02c" if k == "ok" else "#d62728" for k in kinds])
-    ax.bar_label(bars, padding=3, fontsize=9)
-    ax.set_xlim(0, max(counts + [1]) * 1.15)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("count")
-    ax.set_title(title, fontsize=10)
-
-
-def plot_statuses(videos: pa.Table, segments: pa.Table, path: Path) -> None:
-    fig = _figure(STATUS_PX)
-    left, right = fig.subplots(1, 2)
-    _status_bars(left, videos["status"].to_pylist(), "videos by status")
-    _status_bars(right, segments["status"].to_pylist(), "segments by status")
-    _save(fig, path.parent, path.name)
-
-
-def plot_curves(rows: list[dict], best: int | None, path: Path) -> None:
-    """Train loss, and valid / test average F1 and accuracy per epoch; the best epoch marked."""
-    epochs = [r["epoch"] for r in rows]
-    fig = _figure(CURVES_PX)
-    loss_ax, metric_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r.get("train_loss", np.nan) for r in rows], marker="o", color="#444444", label="train loss")
-    loss_ax.set_title("training loss", fontsize=10)
-    # F1 solid with dots, accuracy dashed with open squares: equal values stay distinguishable.
-    style = {"valid_avg_f1": ("#1f77b4", "-", "o"), "test_avg_f1": ("#ff7f0e", "-", "o"),
-             "valid_acc": ("#1f77b4", "--", "s"), "test_acc": ("#ff7f0e", "--", "s")}
-    for key, (color, line, marker) in style.items():
-        if any(key in r for r in rows):
-            metric_ax.plot(epochs, [r.get(key, np.nan) for r in rows], color=color, linestyle=line, marker=marker,
-                           markersize=7 if marker == "s" else 4, markerfacecolor="none" if marker == "s" else color,
-                           label=key.replace("_", " "))
-    metric_ax.set_ylim(0, 1.05)
-    metric_ax.set_title("validation and test", fontsize=10)
-    for ax in (loss_ax, metric_ax):
-        if best is not None:
-            ax.axvline(best, color="#2ca02c", linestyle=":", linewidth=2, label=f"best epoch ({best})")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    loss_ax.legend(fontsize=8)
-    metric_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
-    _save(fig, path.parent, path.name)
-
-
-def confusion_matrix(probs: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
-    """(E, E) counts: rows the true emotion (argmax of the target; all-zero rows skipped), columns
-    the predicted one (argmax of the probabilities)."""
-    labelled = np.asarray(targets).max(axis=1) > 0
-    matrix = np.zeros((n, n), dtype=np.int64)
-    np.add.at(matrix, (np.argmax(targets[labelled], 1), np.argmax(probs[labelled], 1)), 1)
-    return matrix
-
-
-def draw_confusion(probs: np.ndarray, targets: np.ndarray, emotions: list[str], path: Path) -> np.ndarray:
-    """Draw the confusion matrix (counts in the cells, colour = share of the true row); returns it."""
-    matrix = confusion_matrix(np.asarray(probs), np.asarray(targets), len(emotions))
-    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    fig = _figure(CONFUSION_PX)
-    ax = fig.add_subplot()
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for i, j in np.ndindex(matrix.shape):
-        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=10,
-                color="white" if share[i, j] > 0.5 else "black")
-    ticks = range(len(emotions))
-    ax.set_xticks(ticks, emotions, rotation=30, ha="right")
-    ax.set_yticks(ticks, emotions)
-    ax.set_xlabel("predicted (argmax)")
-    ax.set_ylabel("true")
-    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-    ax.set_title(f"test: {matrix.sum()} utterances, argmax accuracy {accuracy:.3f}", fontsize=10)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true emotion's rows")
-    _save(fig, path.parent, path.name)
-    return matrix
-
-
-# --- HTML pieces -------------------------------------------------------------------------------
 
 def _esc(value) -> str:
     if isinstance(value, float):
@@ -237,34 +89,19 @@ figure{margin:.8em 0}figcaption{color:#555;font-size:13px}
 # --- scoring output ----------------------------------------------------------------------------
 
 def _read_scores(uri: str, storage_options: dict | None) -> dict:
-    fs, root = url_to_fs(uri, **options_for(uri, storage_options))
-    parts = sorted(p for p in fs.glob(posixpath.join(root, "segments", "*.parquet")))
-    if not parts:
-        raise FileNotFoundError(f"{uri}: no segments/*.parquet; is this an `fv2es score` output?")
-    with fs.open(parts[0], "rb") as f:
-        schema = pq.read_schema(f)
+    output = ScoreOutput(uri, options_for(uri, storage_options))
+    schema = output.segment_schema()
+    if schema is None:
+        raise InputError(f"{uri}: no segments/*.parquet; is this an `fv2es score` output?")
     # What the charts and tables use (and summarize_videos needs): not the transcripts or timings.
-    columns = [c for c in schema.names if c in SEGMENT_COLUMNS or c.startswith("prob_")]
-    tables = []
-    for part in parts:
-        with fs.open(part, "rb") as f:
-            tables.append(pq.read_table(f, columns=columns))
-    segments = pa.concat_tables(tables, promote_options="permissive")
-    meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+    segments = output.read_segments([c for c in schema.names if c in SEGMENT_COLUMNS or c.startswith("prob_")])
+    meta = output.metadata_of_parts()
     emotions = (json.loads(meta["fv2es.emotions"]) if "fv2es.emotions" in meta
                 else [c[5:] for c in segments.column_names if c.startswith("prob_")])
-    success = None
-    if fs.exists(posixpath.join(root, "_SUCCESS")):
-        with fs.open(posixpath.join(root, "_SUCCESS"), "r") as f:
-            success = json.load(f)
-    if fs.exists(posixpath.join(root, "videos.parquet")):
-        with fs.open(posixpath.join(root, "videos.parquet"), "rb") as f:
-            videos = pq.read_table(f)
-    else:  # an interrupted run: summarise what was committed, as the job itself would
-        from fv2es.score.sink import summarize_videos
-
+    videos = output.read_videos()
+    if videos is None:  # an interrupted run: summarise what was committed, as the job itself would
         videos = summarize_videos(segments, emotions)
-    return {"segments": segments, "videos": videos.sort_by("video_uri"), "success": success,
+    return {"segments": segments, "videos": videos.sort_by("video_uri"), "success": output.success(),
             "emotions": emotions, "meta": meta}
 
 
@@ -297,7 +134,7 @@ def scores_section(out: Path, scores_uri: str, storage_options: dict | None = No
                          "segments_ok": seg_statuses.count("ok")}
     summary = [[k.replace("_", " "), v] for k, v in counts.items()]
     summary += [["scored seconds", round(float(pc.sum(videos["scored_seconds"]).as_py() or 0.0), 1)],
-                ["emotions", ", ".join(emotions)], ["checkpoint", s["meta"].get("fv2es.checkpoint", "")]]
+                ["emotions", ", ".join(emotions)], ["checkpoint", redact_uri(s["meta"].get("fv2es.checkpoint", ""))]]
     if "model_id" not in counts:
         summary.append(["model id", s["meta"].get("fv2es.model_id", "")])
     parts += ["<h3>Summary</h3>", _table(["", "value"], summary)]
@@ -337,23 +174,12 @@ def scores_section(out: Path, scores_uri: str, storage_options: dict | None = No
 
 # --- training run ------------------------------------------------------------------------------
 
-def _read_metrics(run_uri: str, storage_options: dict | None) -> list[dict]:
-    fs, root = url_to_fs(run_uri, **options_for(run_uri, storage_options))
-    path = posixpath.join(root, "metrics.jsonl")
-    if not fs.exists(path):
-        raise FileNotFoundError(f"{run_uri}: no metrics.jsonl; is this an `fv2es train` run folder?")
-    with fs.open(path, "r") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    by_epoch = {r["epoch"]: r for r in rows}  # a resumed run may repeat an epoch: the last one counts
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 def run_section(out: Path, run_uri: str, data_uri: str | None = None, storage_options: dict | None = None) -> str:
     """Draw the training run's charts (and, with ``data_uri``, its test confusion matrix) into
     ``out``; returns the HTML section."""
-    rows = _read_metrics(run_uri, storage_options)
+    rows = RunFolder(run_uri, storage_options).metrics()
     if not rows:
-        raise ValueError(f"{run_uri}: metrics.jsonl is empty")
+        raise InputError(f"{run_uri}: metrics.jsonl is empty")
     best = rows[-1].get("best_epoch")
     if best is None:
         best = max(rows, key=lambda r: r.get("valid_avg_f1", -1))["epoch"]
@@ -380,16 +206,13 @@ def run_section(out: Path, run_uri: str, data_uri: str | None = None, storage_op
 
 
 def _confusion_html(out: Path, run_uri: str, best: int, data_uri: str, storage_options: dict | None) -> str:
-    from fv2es.train.job import predict_split
+    from fv2es.train.evaluate import predict_split
 
-    checkpoint = run_uri.rstrip("/") + "/best.safetensors"
-    fs, root = url_to_fs(run_uri, **options_for(run_uri, storage_options))
-    if not fs.exists(posixpath.join(root, "best.safetensors")):  # a run still training: its best epoch so far
-        checkpoint = run_uri.rstrip("/") + f"/checkpoint_epoch_{best:03d}/model.safetensors"
-    ckpt, info, probs, targets = predict_split(checkpoint, data_uri, "test", storage_options)
+    checkpoint = RunFolder(run_uri, storage_options).best_uri(best)  # a run still training: its best so far
+    predictor, info, probs, targets = predict_split(checkpoint, data_uri, "test", storage_options)
     matrix = draw_confusion(probs, targets, list(info["emotions"]), out / "confusion_test.png")
     caption = (f"test split of {data_uri}: {matrix.sum()} labelled utterances, rows the true emotion, columns "
-               f"the predicted one (argmax); checkpoint {ckpt.model_id}")
+               f"the predicted one (argmax); checkpoint {predictor.model_id}")
     return "<h3>Test confusion matrix</h3>" + _img("confusion_test.png", CONFUSION_PX, caption)
 
 

@@ -1,8 +1,15 @@
-"""Storage helpers: which URIs take the user's storage options, and pyarrow views of fsspec."""
+"""Storage helpers: which URIs take the user's storage options, pyarrow views of fsspec, and
+redaction of the secrets a URI can carry before it is stored, printed or rendered."""
 
 from __future__ import annotations
 
+import re
+
 from fsspec.core import url_to_fs
+
+# A URI inside free text (an exception message): a scheme, "://", then up to whitespace or a
+# quote, not counting punctuation that ends a sentence ("cannot open s3://b/x: ...").
+_URI_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;!)\]]")
 
 
 def options_for(uri: str, options: dict | None) -> dict:
@@ -19,3 +26,55 @@ def arrow_filesystem(uri: str, options: dict | None = None):
     if "://" not in uri or uri.startswith("file://"):
         return LocalFileSystem(), path
     return PyFileSystem(FSSpecHandler(fs)), path
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without the parts that can carry secrets: userinfo and the query string (and fragment).
+
+    ``s3://key:secret@bucket/x`` becomes ``s3://bucket/x``; a presigned
+    ``https://host/x.mp4?X-Amz-Credential=...&X-Amz-Signature=...`` becomes ``https://host/x.mp4``.
+    The whole query goes, not just known credential keys: signing schemes differ by provider
+    (``X-Amz-*``, ``AWSAccessKeyId``/``Signature``, Azure's ``sig``, GCS's ``X-Goog-*``, ``token``),
+    and a redacted URI is for display, never for opening. Local paths and ``file://`` URIs are
+    returned unchanged (a ``?`` there is part of a file name). Chained fsspec URIs
+    (``simplecache::s3://...``) are redacted part by part.
+    """
+    if "::" in uri:
+        return "::".join(redact_uri(part) for part in uri.split("::"))
+    if "://" not in uri or uri.startswith("file://"):
+        return uri
+    scheme, _, rest = uri.partition("://")
+    # Parsed by hand, not with urllib: an AWS secret key often holds "/" and "+", which a URL
+    # parser takes for the start of the path, leaving the secret in the "host".
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    user, at, host_path = rest.rpartition("@")
+    # "key:secret@" or "user@host": drop it. An "@" inside a path ("bucket/team@x/v.mp4") is kept.
+    if at and (":" in user or "/" not in user):
+        rest = host_path
+    return f"{scheme}://{rest}"
+
+
+def redact_text(text: str, uri: str | None = None) -> str:
+    """``text`` with every URI in it passed through :func:`redact_uri`, and, when ``uri`` is given,
+    its secret parts removed wherever they appear on their own (an exception message may quote
+    the path an fsspec filesystem derived from ``uri``, userinfo included, without the scheme)."""
+    text = _URI_IN_TEXT.sub(lambda m: redact_uri(m.group(0)), text)
+    for secret in _secret_parts(uri) if uri else ():
+        text = text.replace(secret, "")
+    return text
+
+
+def _secret_parts(uri: str) -> list[str]:
+    """The substrings of ``uri`` that :func:`redact_uri` drops (``user:pass@``, ``?query``, ``#frag``)."""
+    parts = []
+    for piece in uri.split("::"):
+        kept = redact_uri(piece)
+        if kept == piece:
+            continue
+        rest = piece.partition("://")[2]
+        before_query = re.split(r"[?#]", rest, maxsplit=1)[0]
+        # redact_uri keeps a suffix of what precedes the query: the rest of it is the userinfo.
+        parts.append(before_query[: len(before_query) - len(kept.partition("://")[2])])
+        parts.append(rest[len(before_query) :])  # the query and fragment
+    # Longest first, so a secret that contains another is removed whole.
+    return sorted((p for p in parts if p), key=len, reverse=True)

@@ -15,9 +15,10 @@ def test_console_script_help_lists_every_subcommand():
     exe = shutil.which("fv2es")
     assert exe, "the fv2es console script is not installed"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
-    for name in ("demo", "preprocess", "train", "evaluate", "score", "report", "demo-corpus", "model"):
+    names = ("demo", "preprocess", "train", "evaluate", "score", "report", "demo-corpus", "model", "import-seed")
+    for name in names:
         assert name in out
-    assert set(COMMANDS) == {"demo", "preprocess", "train", "evaluate", "score", "report", "demo-corpus", "model"}
+    assert set(COMMANDS) == set(names)
 
 
 def test_model_command_counts_and_times_the_tiny_model(capsys):
@@ -59,3 +60,45 @@ def test_jobs_are_thin_entrypoints_over_the_cli(job, capsys):
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "fv2es.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("fv2es ")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fv2es.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_a_mistyped_flag_is_named_not_reported_as_a_missing_required_one():
+    proc = run_cli("score", "--inptu", "x", "--output", "o", "--checkpoint", "c.safetensors")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "fv2es score: error: unknown option --inptu (did you mean --input?)")
+    assert "Traceback" not in proc.stderr
+
+
+def test_flag_abbreviations_are_refused():
+    proc = run_cli("train", "--epoch", "3")
+    assert proc.returncode == 2
+    assert "unknown option --epoch (did you mean --epochs?)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_missing_checkpoint_is_one_line_exit_2(tmp_path):
+    (tmp_path / "in").mkdir()
+    proc = run_cli("evaluate", "--checkpoint", str(tmp_path / "nope.safetensors"), "--data", str(tmp_path / "in"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"fv2es evaluate: not found: {tmp_path / 'nope.safetensors'}"] \
+        or proc.stderr.strip().splitlines() == [f"fv2es evaluate: no such file or directory: {tmp_path / 'nope.safetensors'}"]
+
+
+def test_user_errors_lose_the_credentials_of_the_uris_they_quote(tmp_path):
+    from fv2es.config import load_config
+    from fv2es.models import create_model, save_checkpoint
+
+    checkpoint = str(tmp_path / "tiny.safetensors")
+    save_checkpoint(checkpoint, create_model(load_config(None, ["model.preset=fv2es_tiny"]).model))
+    secret_input = "memory://AKIAEXAMPLE:hunter2@bucket/videos/?X-Amz-Signature=deadbeef"
+    proc = run_cli("score", "--input", secret_input, "--output", str(tmp_path / "out"),
+                   "--checkpoint", checkpoint, "asr.mode=never")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("fv2es score: no videos under 'memory://bucket/videos/' ")
+    for secret in ("AKIAEXAMPLE", "hunter2", "deadbeef", "Traceback"):
+        assert secret not in proc.stderr + proc.stdout

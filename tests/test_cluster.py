@@ -236,9 +236,9 @@ def test_rayjobs_ask_for_gpus_the_way_each_job_takes_them():
     train = _job_config(_entrypoints_of(KUBERAY / "rayjob-train.yaml")[0])
     assert train.train.use_gpu and train.train.num_workers >= 2
     score = _job_config(_entrypoints_of(KUBERAY / "rayjob-score.yaml")[0])
-    assert score.score.model_gpus >= 1 and score.score.face_gpus > 0
+    assert score.resources.model_gpus >= 1 and score.resources.face_gpus > 0 and score.resources.asr_gpus > 0
     preprocess = _job_config(_entrypoints_of(KUBERAY / "rayjob-preprocess.yaml")[0])
-    assert preprocess.score.face_gpus > 0
+    assert preprocess.resources.face_gpus > 0
 
 
 def test_dockerfile_builds_on_the_pinned_ray_image_from_files_that_exist():

@@ -34,6 +34,8 @@ def test_paper_config_matches_the_seed_command():
     assert cfg.train.text_lr_factor == 10 and cfg.train.loss == "bce"
     assert cfg.decode.img_interval_ms == 500 and cfg.faces.image_size == 48 and cfg.spectrogram.n_mels == 128
     assert cfg.model.audio_depths == (2, 2, 20) and cfg.model.visual_channels[-1] == 512
+    assert (cfg.model.audio_patch_kernel, cfg.model.audio_drop_path) == (3, 0.5)
+    assert cfg.model == config_from_dict({"model": {"preset": "fv2es_paper"}}).model  # the file is the preset
 
 
 def test_tiny_config_starts_from_the_tiny_preset():
@@ -134,3 +136,49 @@ def test_parse_overrides_nests_keys():
 def test_model_config_defaults_are_the_paper():
     assert ModelConfig().num_emotions == 6
     assert ModelConfig().audio_embed_dims == (128, 256, 512)
+
+
+def test_model_config_lives_beside_the_model():
+    from fv2es.models.config import ModelConfig as Home
+
+    assert ModelConfig is Home  # fv2es.config re-exports it
+
+
+@pytest.mark.parametrize(
+    "overrides, keys",
+    [
+        (["faces.image_size=64"], ("faces.image_size (64)", "model.visual_arch", "48x48")),
+        (["decode.sample_rate=22050"], ("decode.sample_rate (22050)", "spectrogram.sample_rate (16000)")),
+        (["decode.sample_rate=8000", "spectrogram.sample_rate=8000"], None),
+        (["spectrogram.n_mels=64"], ("spectrogram.n_mels (64)", "spectrogram.piece_frames (32)", "(2, 32, 32)",
+                                     "model.audio_arch", "(4, 32, 32)")),
+        (["spectrogram.n_mels=256", "spectrogram.piece_frames=64"], ("spectrogram.n_mels (256)", "(4, 64, 64)")),
+    ],
+)
+def test_sections_that_disagree_are_refused_naming_both_keys(overrides, keys):
+    if keys is None:  # both sides changed together: they agree, so it loads
+        cfg = load_config(CONFIGS / "tiny.yaml", overrides)
+        assert cfg.decode.sample_rate == cfg.spectrogram.sample_rate == 8000
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "tiny.yaml", overrides)
+    for key in keys:
+        assert key in str(err.value)
+
+
+def test_default_sections_use_the_model_geometry():
+    from fv2es.models import geometry
+
+    cfg = Config()
+    assert cfg.faces.image_size == cfg.model.face_size == geometry.FACE_SIZE == 48
+    assert cfg.decode.sample_rate == cfg.spectrogram.sample_rate == geometry.SAMPLE_RATE == 16000
+    assert cfg.model.piece_shape == geometry.PIECE_SHAPE == (4, 32, 32)
+    assert (cfg.spectrogram.n_mels, cfg.spectrogram.piece_frames) == (geometry.N_MELS, geometry.PIECE_FRAMES)
+
+
+def test_unknown_branch_architecture_is_refused_with_the_known_ones():
+    with pytest.raises(ConfigError, match="model.audio_arch: unknown audio architecture 'wav2vec'; known: nest"):
+        load_config(CONFIGS / "tiny.yaml", ["model.audio_arch=wav2vec"])
+    # a branch the modalities leave out is not built, so its name is not checked
+    cfg = load_config(CONFIGS / "tiny.yaml", ["model.audio_arch=wav2vec", "model.modalities=tv"])
+    assert cfg.model.audio_arch == "wav2vec"

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from fv2es import report
+from fv2es import charts, report
+from fv2es.cli import main as cli_main
 from fv2es.commands import report as report_command
 from fv2es.emotions import IEMOCAP_EMOTIONS
 from fv2es.report import write_report
@@ -23,8 +24,8 @@ MODEL_ID = "0123456789abcdef"
 BAD_ERROR = "moov atom not found <truncated & unreadable>"
 # video name -> number of segments (2 s windows); "single" is drawn as bars, "broken" fails whole.
 VIDEOS = {"talk_a.mp4": 9, "talk_b.mp4": 5, "single.mp4": 1, "broken.mp4": 1}
-PNG_PX = {"dominant_emotions.png": report.DOMINANT_PX, "statuses.png": report.STATUS_PX,
-          "learning_curves.png": report.CURVES_PX, "confusion_test.png": report.CONFUSION_PX}
+PNG_PX = {"dominant_emotions.png": charts.DOMINANT_PX, "statuses.png": charts.STATUS_PX,
+          "learning_curves.png": charts.CURVES_PX, "confusion_test.png": charts.CONFUSION_PX}
 
 
 def _segment_rows(root: str) -> list[dict]:
@@ -107,7 +108,7 @@ def check_pngs(out, page: str) -> list[str]:
     assert names
     for name, width, height in names:
         data = (out / name).read_bytes()
-        expected = PNG_PX.get(name, report.TIMELINE_PX)
+        expected = PNG_PX.get(name, charts.TIMELINE_PX)
         assert png_size(data) == (int(width), int(height)) == expected, name
         with Image.open(out / name) as image:
             assert image.size == expected
@@ -169,13 +170,13 @@ def test_confusion_matrix_counts():
     targets = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 1, 1], [0, 0, 1]], dtype=np.float32)
     probs = np.array([[.9, .1, 0], [.2, .7, .1], [.3, .3, .4], [.1, .2, .7], [.5, .1, .4]])
     # the all-zero row is skipped; a multi-label row counts under its first emotion
-    assert report.confusion_matrix(probs, targets, 3).tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
+    assert charts.confusion_matrix(probs, targets, 3).tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
 
 
 def write_examples(root, rows_per_emotion: int = 2) -> int:
     """A tiny `fv2es preprocess` output (examples/part-0.parquet + metadata.json); returns the number of
     usable test rows."""
-    from fv2es.preprocess import EXAMPLE_COLUMNS
+    from fv2es.shards import EXAMPLE_COLUMNS, EXAMPLE_SCHEMA
 
     rng = np.random.default_rng(1)
     rows = []
@@ -200,7 +201,7 @@ def write_examples(root, rows_per_emotion: int = 2) -> int:
                         ("faces_found", pa.int32()), ("pieces", pa.binary()), ("piece_count", pa.int32()),
                         ("has_video", pa.bool_()), ("has_audio", pa.bool_()), ("status", pa.string()),
                         ("error", pa.string())])
-    assert schema.names == EXAMPLE_COLUMNS
+    assert schema.names == EXAMPLE_COLUMNS and schema == EXAMPLE_SCHEMA
     (root / "examples").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / "examples" / "part-0.parquet")
     (root / "metadata.json").write_text(json.dumps({"emotions": EMOTIONS, "dataset": "manifest"}))
@@ -236,8 +237,11 @@ def test_command(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     report_command.add_arguments(parser)
     assert report_command.run(parser.parse_args(["--output", str(tmp_path / "none")])) == 2
-    assert report_command.run(parser.parse_args(["--run", str(tmp_path / "missing"), "-o", str(tmp_path)])) == 2
-    assert "no metrics.jsonl" in capsys.readouterr().err
+    capsys.readouterr()
+    # User errors are caught once, by the CLI: one line, exit 2.
+    assert cli_main(["report", "--run", str(tmp_path / "missing"), "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fv2es report: ") and "no metrics.jsonl" in err[0]
     args = parser.parse_args(["--scores", str(tmp_path / "scores"), "--output", str(tmp_path / "out")])
     assert report_command.run(args) == 0
     assert (tmp_path / "out" / "index.html").exists()

@@ -8,7 +8,6 @@ Each step is skipped when its output is already there, so a second run reuses th
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fv2es.commands.common import add_config_arguments
@@ -22,6 +21,7 @@ DEMO_CONFIG = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags of ``fv2es demo``."""
     parser.add_argument("--workdir", default="fv2es-demo", help="where everything goes [fv2es-demo]")
     parser.add_argument("--videos", type=int, default=60, help="clips in the demo corpus [60]")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs [5]")
@@ -44,11 +44,13 @@ def _step(name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``fv2es demo``; returns the exit code (2: a problem in what the user gave)."""
     from fv2es.media.democorpus import make_demo_corpus
     from fv2es.pipeline.dataset import init_ray
     from fv2es.preprocess import PreprocessRequest, run_preprocess
     from fv2es.report import write_report
     from fv2es.score.job import ScoreRequest, run_score
+    from fv2es.shards import ExampleShards
     from fv2es.train.job import TrainRequest, run_train
 
     cfg = _config(args)
@@ -64,17 +66,17 @@ def run(args: argparse.Namespace) -> int:
         make_demo_corpus(corpus, videos=args.videos, seed=0, seconds=(1.5, 2.5))
         print(f"{args.videos} clips")
     _step(f"2/5 preprocess -> {shards}")
-    if (shards / "metadata.json").exists():
+    if ExampleShards(str(shards)).exists():
         print("already there")
     else:
-        run_preprocess(cfg, PreprocessRequest("manifest", str(corpus / "manifest.jsonl"), str(shards)), out=sys.stdout)
+        run_preprocess(cfg, PreprocessRequest("manifest", str(corpus / "manifest.jsonl"), str(shards)))
     _step(f"3/5 train the tiny model -> {runs / 'demo'}")
     if best.exists():
         print("already there")
     else:
-        run_train(cfg, TrainRequest(str(shards), str(runs), "demo"), out=sys.stdout)
+        run_train(cfg, TrainRequest(str(shards), str(runs), "demo"))
     _step(f"4/5 score the corpus -> {scores}")
-    run_score(cfg, ScoreRequest(str(corpus), str(scores), str(best)), out=sys.stdout)
+    run_score(cfg, ScoreRequest(str(corpus), str(scores), str(best)))
     _step(f"5/5 report -> {work / 'report'}")
     report = write_report(work / "report", scores_uri=str(scores), run_uri=str(runs / "demo"), data_uri=str(shards))
     print_table(scores, corpus / "manifest.jsonl", args.rows)
@@ -88,11 +90,12 @@ def print_table(scores: Path, manifest: Path, rows: int) -> None:
     """Per video: the true label (from the demo manifest), the dominant emotion, probabilities, faces."""
     import json
 
-    import pyarrow.parquet as pq
+    from fv2es.score.sink import ScoreOutput
 
     labels = {json.loads(line)["video_uri"]: json.loads(line)["label"] for line in manifest.read_text().splitlines()}
-    videos = pq.read_table(str(scores / "videos.parquet")).to_pylist()
-    segments = pq.read_table(str(scores / "segments")).to_pylist()
+    output = ScoreOutput(str(scores))
+    videos = output.read_videos().to_pylist()
+    segments = output.read_segments(["video_uri", "faces_found", "frames_sampled"]).to_pylist()
     faces, frames = {}, {}
     for s in segments:
         faces[s["video_uri"]] = faces.get(s["video_uri"], 0) + s["faces_found"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags of ``fv2es evaluate``."""
     parser.add_argument("--checkpoint", required=True, metavar="URI", help="an fv2es checkpoint")
     parser.add_argument("--data", required=True, metavar="URI", help="an `fv2es preprocess` output")
     parser.add_argument("--split", choices=["valid", "test"], default="test",
@@ -17,13 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fv2es.train.job import run_evaluate
+    """Run ``fv2es evaluate``; returns the exit code (2: a problem in what the user gave)."""
+    from fv2es.train.evaluate import run_evaluate
 
-    try:
-        metrics = run_evaluate(args.checkpoint, args.data, args.split, device=args.device)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"fv2es evaluate: {exc}", file=sys.stderr)
-        return 2
+    metrics = run_evaluate(args.checkpoint, args.data, args.split, device=args.device)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(metrics, f, indent=2)

@@ -12,11 +12,9 @@ import torch
 
 from fv2es.commands.common import add_config_arguments, config_from_args
 
-# Spectrogram geometry of MODEL.md: hop 200 samples at 16 kHz (80 mel frames/s), 32 frames a piece.
-SAMPLE_RATE, HOP, PIECE = 16000, 200, 32
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags of ``fv2es model``."""
     add_config_arguments(parser)
     parser.add_argument("--seconds", type=float, default=10.0, help="utterance length to time [10]")
     parser.add_argument("--repeats", type=int, default=3, help="timed forward passes (the median is shown) [3]")
@@ -38,20 +36,28 @@ def parameter_counts(model) -> dict[str, int]:
     return counts
 
 
-def example_utterance(seconds: float, img_interval_ms: int, text: str, seed: int = 0) -> dict:
-    """A generated utterance with the frame and piece counts a real one of that length has."""
+def example_utterance(seconds: float, img_interval_ms: int, text: str, seed: int = 0,
+                      spectrogram=None) -> dict:
+    """A generated utterance with the frame and piece counts a real one of that length has.
+
+    Shapes are the model's input geometry (:mod:`fv2es.models.geometry`); the piece count is the
+    spectrogram stage's own (``spectrogram``: a SpectrogramConfig, default the paper's).
+    """
+    from fv2es.media.spectrogram import num_pieces
+    from fv2es.models.geometry import FACE_SHAPE, PIECE_SHAPE
+
     rng = np.random.default_rng(seed)
     frames = max(1, math.floor(seconds * 1000 / img_interval_ms))
-    mel_frames = 1 + int(seconds * SAMPLE_RATE) // HOP  # torchaudio's centred STFT
-    pieces = math.ceil(mel_frames / PIECE)
+    pieces = num_pieces(seconds, spectrogram)
     return {
         "text": text,
-        "faces": rng.integers(0, 256, (frames, 48, 48, 3), dtype=np.uint8),
-        "pieces": rng.random((pieces, 4, 32, 32), dtype=np.float32),
+        "faces": rng.integers(0, 256, (frames, *FACE_SHAPE), dtype=np.uint8),
+        "pieces": rng.random((pieces, *PIECE_SHAPE), dtype=np.float32),
     }
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the configured model, print its parameter counts and time a forward pass; returns 0."""
     from fv2es.models import Collate, create_model
 
     if args.config is None:  # no file: the tiny preset, so the command works from any folder
@@ -67,12 +73,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.training_form:
         model.reparameterize()
     model.to(args.device)
-    print(f"model {cfg.model.preset} (modalities {cfg.model.modalities}, text {cfg.model.text_model!r})")
+    print(f"model {cfg.model.preset} (modalities {cfg.model.modalities}, text {cfg.model.text_model!r}; "
+          f"branches text={cfg.model.text_arch} audio={cfg.model.audio_arch} visual={cfg.model.visual_arch})")
+    print(f"inputs: faces {cfg.model.face_size}x{cfg.model.face_size} RGB, spectrogram pieces "
+          f"{'x'.join(map(str, cfg.model.piece_shape))} (bands x mel bins x frames) at {cfg.spectrogram.sample_rate} Hz")
     for name, n in parameter_counts(model).items():
         print(f"  {name:<24} {n:>13,d}")
 
     sample = example_utterance(args.seconds, cfg.decode.img_interval_ms,
-                               "I can't believe you did that, I am so happy for you.")
+                               "I can't believe you did that, I am so happy for you.", spectrogram=cfg.spectrogram)
     batch = Collate(cfg.model.text_model, cfg.model.text_max_len)([sample]).to(args.device)
     print(f"utterance: {args.seconds:g} s -> {len(sample['faces'])} face frames, "
           f"{len(sample['pieces'])} spectrogram pieces ({'training' if args.training_form else 'inference'} form, "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fv2es.commands.common import (
     add_config_arguments,
@@ -14,6 +13,7 @@ from fv2es.commands.common import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags of ``fv2es preprocess``."""
     parser.add_argument("--dataset", required=True, choices=["iemocap", "mosei", "manifest"],
                         help="iemocap: the raw release folder (Session1..5); mosei: the raw CMU-MOSEI folder; "
                              "manifest: a CSV/JSONL/Parquet file with video_uri, start, end, text, label(s), split")
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``fv2es preprocess``; returns the exit code (2: a problem in what the user gave)."""
     from fv2es.data.splits import mesm_split_files
     from fv2es.preprocess import PreprocessRequest, run_preprocess
 
@@ -37,9 +38,5 @@ def run(args: argparse.Namespace) -> int:
     options = storage_options(args) or None
     req = PreprocessRequest(args.dataset, args.input, args.output, args.labels,
                             mesm_split_files(args.split_dir) if args.split_dir else None, options, args.address)
-    try:
-        run_preprocess(cfg, req, out=sys.stdout)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"fv2es preprocess: {exc}", file=sys.stderr)
-        return 2
+    run_preprocess(cfg, req)
     return 0

@@ -9,6 +9,7 @@ from fv2es.commands.common import add_storage_arguments, storage_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags of ``fv2es report``."""
     parser.add_argument("--scores", default=None, metavar="URI",
                         help="an `fv2es score` output (segments/, videos.parquet, _SUCCESS); any fsspec URI")
     parser.add_argument("--run", default=None, metavar="URI",
@@ -21,16 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``fv2es report``; returns the exit code (2: a problem in what the user gave)."""
     from fv2es.report import write_report
 
     if not args.scores and not args.run:
         print("fv2es report: give --scores and/or --run", file=sys.stderr)
         return 2
-    try:
-        index = write_report(args.output, scores_uri=args.scores, run_uri=args.run, data_uri=args.data,
-                             storage_options=storage_options(args))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"fv2es report: {exc}", file=sys.stderr)
-        return 2
+    index = write_report(args.output, scores_uri=args.scores, run_uri=args.run, data_uri=args.data,
+                         storage_options=storage_options(args))
     print(f"wrote {index}")
     return 0

@@ -27,14 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fv2es.pipeline.plan import InputError
+    """Score ``--input`` into ``--output``. A bad input, config, checkpoint or speech model is a
+    :class:`~fv2es.errors.UserError` (the CLI prints it, exit 2); a missing file likewise."""
     from fv2es.score.job import ScoreRequest, run_score
 
     cfg = config_from_args(args)
     req = ScoreRequest(args.input, args.output, args.checkpoint, storage_options(args), args.address)
     try:
         run_score(cfg, req)
-    except (InputError, FileNotFoundError, ValueError) as exc:
+    except FileNotFoundError as exc:  # a checkpoint or manifest that is not there
         print(f"fv2es score: {exc}", file=sys.stderr)
         return 2
     return 0

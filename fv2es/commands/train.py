@@ -9,6 +9,7 @@ from fv2es.commands.common import add_config_arguments, add_storage_arguments, s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags of ``fv2es train``."""
     from fv2es.train.seed_cli import add_seed_arguments
 
     parser.add_argument("--output", "-o", default="runs", metavar="URI",
@@ -23,30 +24,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fv2es.config import ConfigError, load_config
-    from fv2es.train.job import TrainRequest, dataset_info, run_evaluate, run_train, with_dataset_emotions
+    """Run ``fv2es train``; returns the exit code (2: a problem in what the user gave)."""
+    from fv2es.config import load_config
+    from fv2es.shards import ExampleShards
+    from fv2es.train.evaluate import run_evaluate
+    from fv2es.train.job import TrainRequest, run_train, with_dataset_emotions
     from fv2es.train.seed_cli import SeedFlagError, seed_request
 
-    try:
-        seed = seed_request(args)
-        cfg = load_config(args.config, [*seed.overrides, *args.overrides])
-        for note in seed.notes:
-            print(f"note: {note}", file=sys.stderr)
-        if not cfg.data.datapath:
-            raise SeedFlagError("no data: give --datapath (or data.datapath=...) pointing at an `fv2es preprocess` output")
-        options = storage_options(args) or None
-        info = dataset_info(cfg.data.datapath, options)
-        cfg = with_dataset_emotions(cfg, info)
-        seed.check(cfg.model.emotions, cfg.model.modalities)
-        if seed.evaluate_only:
-            for split, wanted in (("valid", seed.valid_only), ("test", seed.test_only)):
-                if wanted:
-                    run_evaluate(seed.ckpt, cfg.data.datapath, split, options)
-            return 0
-        req = TrainRequest(cfg.data.datapath, args.output, args.name, options, args.address,
-                           seed.ckpt, seed.ckpt_mod)
-        run_train(cfg, req)
-    except (SeedFlagError, ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"fv2es train: {exc}", file=sys.stderr)
-        return 2
+    seed = seed_request(args)
+    cfg = load_config(args.config, [*seed.overrides, *args.overrides])
+    for note in seed.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not cfg.data.datapath:
+        raise SeedFlagError("no data: give --datapath (or data.datapath=...) pointing at an `fv2es preprocess` output")
+    options = storage_options(args) or None
+    info = ExampleShards(cfg.data.datapath, options).metadata()
+    cfg = with_dataset_emotions(cfg, info)
+    seed.check(cfg.model.emotions, cfg.model.modalities)
+    if seed.evaluate_only:
+        for split, wanted in (("valid", seed.valid_only), ("test", seed.test_only)):
+            if wanted:
+                run_evaluate(seed.ckpt, cfg.data.datapath, split, options)
+        return 0
+    req = TrainRequest(cfg.data.datapath, args.output, args.name, options, args.address,
+                       seed.ckpt, seed.ckpt_mod)
+    run_train(cfg, req)
     return 0

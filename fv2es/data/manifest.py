@@ -35,12 +35,13 @@ from fsspec.core import url_to_fs
 
 from fv2es.data.transcripts import decode_text
 from fv2es.data.utterance import SIDES, SPLITS, Utterance
+from fv2es.errors import InputError
 
 _COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
 _LABEL_SEPARATORS = re.compile(r"[;|]")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """A manifest that cannot be read; the message names the file, and the row and column."""
 
 

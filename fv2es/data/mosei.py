@@ -45,6 +45,7 @@ from fsspec.core import url_to_fs
 from fv2es.data.transcripts import Segment, decode_text, parse_mosei_transcript
 from fv2es.data.utterance import ReadStats, Utterance
 from fv2es.emotions import MOSEI_EMOTIONS
+from fv2es.errors import InputError
 
 # Column order of the SDK's "All Labels" computational sequence.
 CSD_COLUMNS = ("sentiment", "happy", "sad", "anger", "surprise", "disgust", "fear")
@@ -204,9 +205,9 @@ def _read_label_csv(fs: fsspec.AbstractFileSystem, path: str) -> list[LabelRecor
     present = set(columns.values())
     missing = [c for c in ("video_id", *MOSEI_EMOTIONS) if c not in present]
     if missing:
-        raise ValueError(f"{path}: missing label column(s) {missing} (have {list(columns)})")
+        raise InputError(f"{path}: missing label column(s) {missing} (have {list(columns)})")
     if "segment" not in present and not {"start", "end"} <= present:
-        raise ValueError(f"{path}: needs a 'segment' column or 'start' and 'end' columns")
+        raise InputError(f"{path}: needs a 'segment' column or 'start' and 'end' columns")
     records = []
     for number, raw in enumerate(reader, start=1):
         row = {columns[k]: (v or "").strip() for k, v in raw.items() if k in columns}
@@ -214,7 +215,7 @@ def _read_label_csv(fs: fsspec.AbstractFileSystem, path: str) -> list[LabelRecor
         # Mechanical Turk sheets hold a URL or path; the id is its last component.
         video_id = row["video_id"].rstrip("/").rsplit("/", 1)[-1]
         if not video_id:
-            raise ValueError(f"{where}: empty video_id")
+            raise InputError(f"{where}: empty video_id")
         segment = _segment_id(row.get("segment", ""))
         start = end = None
         if segment is None:
@@ -223,7 +224,7 @@ def _read_label_csv(fs: fsspec.AbstractFileSystem, path: str) -> list[LabelRecor
                 _number(row.get("end", ""), where, "end"),
             )
             if start is None or end is None:
-                raise ValueError(f"{where}: needs a segment or both start and end")
+                raise InputError(f"{where}: needs a segment or both start and end")
         intensities = tuple(_number(row[e], where, e) or 0.0 for e in MOSEI_EMOTIONS)
         records.append(LabelRecord(video_id, segment, start, end, intensities))
     return records
@@ -244,7 +245,7 @@ def _read_csd(fs: fsspec.AbstractFileSystem, path: str) -> list[LabelRecord]:
         for video_id, group in sequence["data"].items():
             features, intervals = group["features"][()], group["intervals"][()]
             if features.shape[0] != intervals.shape[0] or features.shape[1] != len(names):
-                raise ValueError(
+                raise InputError(
                     f"{path}: {video_id}: features {features.shape} do not fit intervals {intervals.shape}"
                 )
             for row, (start, end) in zip(features, intervals):

@@ -1,6 +1,7 @@
-"""Train / valid / test splits: seeded random (the seed's 70/10/20) or given id lists.
+"""Train / valid / test splits: seeded random or given id lists.
 
-Both return new utterances with ``split`` set; the input order is kept.
+Both return new utterances with ``split`` set; the input order is kept. The random split's
+fractions come from the config (``data.split_ratios``: the seed's 70/10/20 by default).
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import fsspec
 
 from fv2es.data.transcripts import decode_text
 from fv2es.data.utterance import SPLITS, Utterance
-
-# train, valid, test: the FV2ES / MESM random split.
-DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
+from fv2es.errors import InputError
 
 
-def split_sizes(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> tuple[int, ...]:
-    """Sizes of the splits of ``n`` items: exact shares rounded by largest remainder, summing to ``n``."""
+def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """Sizes of the splits of ``n`` items (``fractions``: train, valid, test shares): exact shares
+    rounded by largest remainder, summing to ``n``."""
     if len(fractions) != len(SPLITS) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(
             f"fractions must be {len(SPLITS)} non-negative numbers summing to 1, got {fractions}"
@@ -37,7 +37,7 @@ def split_sizes(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> tuple
 
 def assign_random_splits(
     utterances: Sequence[Utterance],
-    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    fractions: Sequence[float],
     seed: int = 0,
     stratify: bool = False,
 ) -> list[Utterance]:
@@ -91,10 +91,10 @@ def assign_split_lists(
     split_of: dict[str, str] = {}
     for name, ids in lists.items():
         if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; expected one of {list(SPLITS)}")
+            raise InputError(f"unknown split {name!r}; expected one of {list(SPLITS)}")
         for utt_id in ids:
             if split_of.get(utt_id, name) != name:
-                raise ValueError(f"id {utt_id!r} is listed in both {split_of[utt_id]!r} and {name!r}")
+                raise InputError(f"id {utt_id!r} is listed in both {split_of[utt_id]!r} and {name!r}")
             split_of[utt_id] = name
     known = {u.id for u in utterances}
     not_found: dict[str, list[str]] = {name: [] for name in lists}
@@ -129,12 +129,7 @@ def mesm_split_files(folder_uri: str) -> dict[str, str]:
     return {name: f"{folder}/{name}_split.txt" for name in SPLITS}
 
 
-def split_counts(utterances: Iterable[Utterance]) -> dict[str | None, int]:
-    """Number of utterances per split (``None`` for unassigned)."""
-    return dict(Counter(u.split for u in utterances))
-
-
 def _check_unique(utterances: Sequence[Utterance]) -> None:
     duplicates = [i for i, n in Counter(u.id for u in utterances).items() if n > 1]
     if duplicates:
-        raise ValueError(f"duplicate utterance ids: {duplicates[:5]}")
+        raise InputError(f"duplicate utterance ids: {duplicates[:5]}")

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import codecs
 import html
+import os
 import posixpath
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from fv2es.media.failures import BAD_SIDECAR, MediaError
+from fv2es.storage import redact_text, redact_uri
 
 # Looked for in this order: timed formats first, since they also give segment boundaries.
 SIDECAR_SUFFIXES = (".srt", ".vtt", ".txt")
+# Limits on one sidecar (the defaults of decode.sidecar_max_bytes / sidecar_max_cues): a
+# subtitle file is kilobytes, and each cue may become a segment to decode and score.
+SIDECAR_MAX_BYTES = 5_000_000
+SIDECAR_MAX_CUES = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,28 +45,30 @@ class Segment:
         return iter((self.start, self.end, self.text))
 
 
-def text_from_column(row: Mapping[str, Any], column: str = "text") -> str:
-    """The transcript held in a manifest column; "" when the column is absent or empty."""
-    value = row.get(column)
-    if value is None or (isinstance(value, float) and value != value):  # NaN from pandas
-        return ""
-    return str(value).strip()
-
-
 def text_for_span(segments: Iterable[Segment], start: float | None = None, end: float | None = None) -> str:
-    """Join the text of the segments that belong to ``[start, end)`` (``None`` = unbounded).
+    """Join the text of the segments that overlap ``[start, end)`` (``None`` = unbounded).
 
-    A timed segment belongs to the span holding its midpoint, so adjacent spans never repeat a
-    cue that straddles their boundary; an untimed (whole-video) segment belongs to every span.
+    A timed segment belongs to every span it overlaps (a cue that straddles two windows gives
+    its words to both: each window is scored on what is said during it); one that merely
+    touches the span's edge does not, and a zero-length cue belongs to the span holding it.
+    An untimed (whole-video) segment belongs to every span.
     """
     parts = []
     for seg in segments:
-        if seg.start is not None and seg.end is not None:
-            mid = (seg.start + seg.end) / 2
-            if (start is not None and mid < start) or (end is not None and mid >= end):
-                continue
+        if seg.start is not None and seg.end is not None and not overlaps(seg.start, seg.end, start, end):
+            continue
         parts.append(seg.text)
     return " ".join(p for p in parts if p)
+
+
+def overlaps(seg_start: float, seg_end: float, start: float | None, end: float | None) -> bool:
+    """Whether ``[seg_start, seg_end)`` overlaps ``[start, end)`` (``None`` = unbounded); an instant
+    (``seg_end <= seg_start``) overlaps the span that holds it."""
+    lo = -float("inf") if start is None else start
+    hi = float("inf") if end is None else end
+    if seg_end <= seg_start:  # an instant: inside [lo, hi)
+        return lo <= seg_start < hi
+    return seg_start < hi and seg_end > lo
 
 
 # -- sidecar files -------------------------------------------------------------------------
@@ -74,30 +84,53 @@ def find_sidecar(video_uri: str, fs: fsspec.AbstractFileSystem | None = None) ->
     return None
 
 
-def read_sidecar(sidecar_uri: str, fs: fsspec.AbstractFileSystem | None = None) -> list[Segment]:
+def read_sidecar(
+    sidecar_uri: str,
+    fs: fsspec.AbstractFileSystem | None = None,
+    *,
+    max_bytes: int = SIDECAR_MAX_BYTES,
+    max_cues: int = SIDECAR_MAX_CUES,
+) -> list[Segment]:
     """Parse a sidecar transcript by its suffix: ``.srt`` / ``.vtt`` cues, or ``.txt`` as one segment.
 
     Raises:
-        MediaError: kind ``BAD_SIDECAR`` when the file cannot be read or parsed.
+        MediaError: kind ``BAD_SIDECAR`` when the file cannot be read or parsed, is larger than
+            ``max_bytes``, or holds more than ``max_cues`` cues.
     """
     fs = fs if fs is not None else url_to_fs(sidecar_uri)[0]
+    shown = redact_uri(sidecar_uri)
     try:
-        data = fs.cat_file(sidecar_uri)
+        data = _read_capped(fs, sidecar_uri, max_bytes)
     except Exception as e:  # any storage error: the row fails, the job does not
-        raise MediaError(BAD_SIDECAR, f"{sidecar_uri}: cannot read: {e}") from e
+        raise MediaError(BAD_SIDECAR, redact_text(f"{shown}: cannot read: {e}", sidecar_uri)) from e
+    if len(data) > max_bytes:
+        raise MediaError(BAD_SIDECAR, f"{shown}: larger than the {max_bytes}-byte limit (decode.sidecar_max_bytes)")
     content = decode_text(data)
     suffix = posixpath.splitext(sidecar_uri)[1].lower()
     try:
-        if suffix == ".srt":
-            return parse_srt(content)
-        if suffix == ".vtt":
-            return parse_vtt(content)
+        cues = parse_srt(content) if suffix == ".srt" else parse_vtt(content) if suffix == ".vtt" else None
     except ValueError as e:
-        raise MediaError(BAD_SIDECAR, f"{sidecar_uri}: {e}") from e
+        raise MediaError(BAD_SIDECAR, f"{shown}: {e}") from e
+    if cues is not None:
+        if len(cues) > max_cues:
+            raise MediaError(
+                BAD_SIDECAR, f"{shown}: {len(cues)} cues, over the limit of {max_cues} (decode.sidecar_max_cues)"
+            )
+        return cues
     if suffix == ".txt":
         text = " ".join(content.split())
         return [Segment(None, None, text)] if text else []
-    raise MediaError(BAD_SIDECAR, f"{sidecar_uri}: unknown transcript type {suffix!r}")
+    raise MediaError(BAD_SIDECAR, f"{shown}: unknown transcript type {suffix!r}")
+
+
+def _read_capped(fs: fsspec.AbstractFileSystem, uri: str, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of ``uri`` (one more than the limit shows it is over)."""
+    if isinstance(fs, LocalFileSystem):
+        # A FIFO or device named .srt would block the read, or never end.
+        mode = os.stat(fs._strip_protocol(uri)).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError("not a regular file")
+    return fs.cat_file(uri, start=0, end=max_bytes + 1)
 
 
 def load_sidecar_transcript(

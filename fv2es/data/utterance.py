@@ -1,18 +1,16 @@
 """One row per utterance: the unit every dataset reader produces and every stage consumes.
 
-Rows travel through Ray Data as plain dicts (and through Parquet as Arrow tables), so
-:class:`Utterance` converts both ways with :meth:`Utterance.to_dict` /
-:meth:`Utterance.from_dict`, and :func:`utterance_schema` gives the matching Arrow schema.
+Rows travel as plain dicts, so :class:`Utterance` converts both ways with
+:meth:`Utterance.to_dict` / :meth:`Utterance.from_dict` (which also reads rows back from Arrow
+or pandas, where absent values are nulls or NaN).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-
-import pyarrow as pa
 
 SPLITS = ("train", "valid", "test")
 SIDES = ("left", "right")
@@ -101,30 +99,6 @@ class Utterance:
             else:
                 kwargs[f.name] = str(value)
         return cls(**kwargs)
-
-
-def utterance_schema() -> pa.Schema:
-    """Arrow schema of :meth:`Utterance.to_dict` rows, in field order."""
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("video_uri", pa.string(), nullable=False),
-            pa.field("start", pa.float64()),
-            pa.field("end", pa.float64()),
-            pa.field("text", pa.string()),
-            pa.field("labels", pa.list_(pa.string())),
-            pa.field("speaker_side", pa.string()),
-            pa.field("split", pa.string()),
-            pa.field("audio_uri", pa.string()),
-            pa.field("audio_channel", pa.int32()),
-            pa.field("dataset", pa.string()),
-        ]
-    )
-
-
-def utterances_to_table(utterances: Iterable[Utterance]) -> pa.Table:
-    """An Arrow table of utterances with :func:`utterance_schema` (e.g. for ``ray.data.from_arrow``)."""
-    return pa.Table.from_pylist([u.to_dict() for u in utterances], schema=utterance_schema())
 
 
 @dataclass(frozen=True)

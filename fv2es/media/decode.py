@@ -12,9 +12,17 @@ placed on that timeline by its first frame's timestamp; gaps inside an audio str
 filled. A segment ending past the media is clipped to it (the row keeps the requested ``end_s``).
 
 Truncated or corrupt streams: whatever decoded before the damage is kept. A segment that lies
-wholly before the damage is ``ok``; a segment that overlaps a decode error, or extends past the
-point where the data ran out while the container declared more, is ``decode_error`` and still
-carries the partial frames and audio it got, so a caller may use them knowingly.
+wholly before the damage is ``ok``. A *truncated* file (the data runs out while the container
+declares more, e.g. an upload cut short with its index at the front) is scored on what decoded:
+a segment that got some frames or audio before the cut stays ``ok`` with ``error`` set to
+``warning: truncated: ...`` (``ok`` is what the model stage scores), and one wholly past the cut
+is ``decode_error``. Errors at the point where a stream's data ran out are the cut itself; an
+error *inside* the data (corrupt packets), or a read that failed, makes the segments it touches
+``decode_error``, still carrying the partial frames and audio they got.
+
+What a hostile file cannot make FFmpeg do (open URLs or other files, block on a FIFO) is
+:mod:`fv2es.media.guard`'s part; error messages name URIs without their secrets
+(:func:`fv2es.storage.redact_uri`).
 """
 
 from __future__ import annotations
@@ -25,9 +33,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import av
-import fsspec
 import numpy as np
+from fsspec.core import split_protocol, url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
+from fv2es.data.transcripts import SIDECAR_MAX_BYTES, SIDECAR_MAX_CUES
+from fv2es.media import guard
 from fv2es.media.failures import (
     BAD_SEGMENT,
     DECODE_ERROR,
@@ -36,13 +47,24 @@ from fv2es.media.failures import (
     OK,
     TOO_LARGE,
     UNREADABLE,
+    UNSUPPORTED_CONTAINER,
     MediaError,
 )
+from fv2es.media.sinks import (
+    TRUNCATED_WARNING,  # noqa: F401 -- re-exported: callers of decode() test rows for it
+    AudioSink,
+    SegmentFrames,
+    VideoSink,
+    limit_pixels,
+    norm_rotation,
+    segment_status,
+)
+from fv2es.storage import redact_text, redact_uri
 
 # Skip ahead with a seek when the first segment starts this late (IEMOCAP-style long dialogs).
 _SEEK_THRESHOLD_S = 10.0
-# Float timestamps: a frame at exactly a sampling instant must count as "at or after" it.
-_EPS = 1e-6
+# Enough of a file's start to recognise the playlists and lists guard refuses.
+_HEAD_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -56,10 +78,18 @@ class DecodeConfig:
     audio_channel: int | None = None  # None: mix to mono; 0/1: take that channel (IEMOCAP stereo)
     max_duration_s: float = 4 * 3600  # refuse media declaring a longer duration (TOO_LARGE)
     threads: int = 1  # decoder threads per video; 0 = FFmpeg's choice. Ray runs one decode per CPU
+    probe_timeout_s: float = 60.0  # limit for reading one file's header (probe); a stuck input fails sooner
+    io_timeout_s: float = 30.0  # connect / read timeout of remote file objects (s3, http), per request
+    sidecar_max_bytes: int = SIDECAR_MAX_BYTES  # a larger transcript sidecar is bad_sidecar, not read
+    sidecar_max_cues: int = SIDECAR_MAX_CUES  # a sidecar with more cues is bad_sidecar (each cue may be a segment)
 
     def __post_init__(self):
         if self.img_interval_ms <= 0 or self.max_side <= 0 or self.sample_rate <= 0:
             raise ValueError(f"img_interval_ms, max_side and sample_rate must be positive: {self}")
+        if min(self.probe_timeout_s, self.io_timeout_s, self.sidecar_max_bytes, self.sidecar_max_cues) <= 0:
+            raise ValueError(
+                f"probe_timeout_s, io_timeout_s, sidecar_max_bytes and sidecar_max_cues must be positive: {self}"
+            )
         if self.audio_channel is not None and self.audio_channel < 0:
             raise ValueError(f"audio_channel must be None or >= 0, got {self.audio_channel}")
 
@@ -115,18 +145,18 @@ def failed_rows(segments: Sequence[tuple[float, float]] | None, kind: str, messa
     ]
 
 
-def probe(uri: str, storage_options: dict | None = None) -> MediaInfo:
+def probe(uri: str, storage_options: dict | None = None, config: DecodeConfig | None = None) -> MediaInfo:
     """Read a media file's declared properties (decodes at most its first video frame).
 
     Raises:
-        MediaError: UNREADABLE, INVALID_CONTAINER or NO_STREAMS; ``probe`` is a question about
-            one file, so unlike :func:`decode` it reports a bad input by raising.
+        MediaError: UNREADABLE, INVALID_CONTAINER, UNSUPPORTED_CONTAINER or NO_STREAMS; ``probe``
+            is a question about one file, so unlike :func:`decode` it reports a bad input by raising.
     """
-    with _open(uri, storage_options, DecodeConfig()) as container:
+    with _open(uri, storage_options, config or DecodeConfig()) as container:
         vs, as_ = _pick_streams(container)
         # Read the declared size first: a refused first frame leaves the decoder at 0x0.
         width, height = (vs.codec_context.width, vs.codec_context.height) if vs is not None else (0, 0)
-        rotation = _first_rotation(container, vs) if vs is not None else 0
+        rotation = _first_rotation(container, vs, config or DecodeConfig()) if vs is not None else 0
         if rotation in (90, 270):
             width, height = height, width
         rate = (vs.average_rate or vs.guessed_rate) if vs is not None else None
@@ -168,37 +198,65 @@ def decode(
     except MediaError as e:
         return failed_rows(segments, e.kind, e.message)
     except Exception as e:  # noqa: BLE001 -- a decoder may raise anything on hostile input
-        return failed_rows(segments, DECODE_ERROR, f"{type(e).__name__}: {e}")
+        return failed_rows(segments, DECODE_ERROR, redact_text(f"{type(e).__name__}: {e}", uri))
 
 
 @contextmanager
 def _open(uri: str, storage_options: dict | None, config: DecodeConfig):
-    try:
-        f = fsspec.open(uri, "rb", **(storage_options or {})).open()
-    except Exception as e:  # noqa: BLE001 -- missing file, bad protocol, denied, unreachable
-        raise MediaError(UNREADABLE, f"cannot open {uri}: {type(e).__name__}: {e}") from e
+    shown = redact_uri(uri)
+    f = _open_file(uri, storage_options, config, shown)
     try:
         try:
-            empty = f.read(1) == b""
+            head = f.read(_HEAD_BYTES)
             f.seek(0)
         except Exception as e:  # noqa: BLE001
-            raise MediaError(UNREADABLE, f"cannot read {uri}: {type(e).__name__}: {e}") from e
-        if empty:
-            raise MediaError(INVALID_CONTAINER, f"{uri} is a zero-byte file")
+            raise MediaError(UNREADABLE, redact_text(f"cannot read {shown}: {type(e).__name__}: {e}", uri)) from e
+        if not head:
+            raise MediaError(INVALID_CONTAINER, f"{shown} is a zero-byte file")
+        what = guard.refused_kind(head)
+        if what is not None:
+            raise MediaError(UNSUPPORTED_CONTAINER, f"{shown} is {what}; only self-contained media files are decoded")
         try:
             # max_pixels also reaches the decoders FFmpeg runs while probing the streams, so a
             # hostile frame size is refused there too rather than allocated.
-            container = av.open(f, "r", options={"max_pixels": str(config.max_declared_pixels)})
+            container = av.open(
+                f,
+                "r",
+                options={"max_pixels": str(config.max_declared_pixels)},
+                container_options=guard.container_options(),
+            )
+        except av.ArgumentError as e:
+            # EINVAL from opening: the probed demuxer is off the whitelist, or it tried to open
+            # another file or URL (refused by the protocol whitelist).
+            raise MediaError(
+                UNSUPPORTED_CONTAINER,
+                f"{shown} is a container FFmpeg would read other files or URLs for; only "
+                "self-contained media files are decoded",
+            ) from e
         except av.FFmpegError as e:
-            raise MediaError(INVALID_CONTAINER, f"{uri} is not a media container FFmpeg can read: {e}") from e
+            raise MediaError(
+                INVALID_CONTAINER, redact_text(f"{shown} is not a media container FFmpeg can read: {e}", uri)
+            ) from e
         except Exception as e:  # noqa: BLE001 -- errors raised by the file object itself
-            raise MediaError(UNREADABLE, f"cannot read {uri}: {type(e).__name__}: {e}") from e
+            raise MediaError(UNREADABLE, redact_text(f"cannot read {shown}: {type(e).__name__}: {e}", uri)) from e
         try:
             yield container
         finally:
             container.close()
     finally:
         f.close()
+
+
+def _open_file(uri: str, storage_options: dict | None, config: DecodeConfig, shown: str):
+    """The input's file object: local paths opened by :func:`guard.open_local`, others by fsspec."""
+    try:
+        options = guard.with_io_timeouts(split_protocol(uri)[0] or "file", storage_options or {}, config.io_timeout_s)
+        fs, path = url_to_fs(uri, **options)
+        if isinstance(fs, LocalFileSystem):
+            return guard.open_local(path)
+        return fs.open(path, "rb")
+    except Exception as e:  # noqa: BLE001 -- missing file, bad protocol, denied, unreachable, a FIFO
+        raise MediaError(UNREADABLE, redact_text(f"cannot open {shown}: {type(e).__name__}: {e}", uri)) from e
 
 
 def _pick_streams(container):
@@ -220,24 +278,15 @@ def _declared_duration(container) -> float | None:
     return None
 
 
-def _first_rotation(container, vs) -> int:
+def _first_rotation(container, vs, config: DecodeConfig) -> int:
     """Rotation lives in the stream's display matrix; PyAV exposes it on decoded frames."""
-    _limit_pixels(vs, DecodeConfig().max_declared_pixels)
+    limit_pixels(vs, config.max_declared_pixels)
     try:
         for frame in container.decode(vs):
-            return _norm_rotation(frame.rotation)
+            return norm_rotation(frame.rotation)
     except av.FFmpegError:
         pass
     return 0
-
-
-def _limit_pixels(stream, max_pixels: int) -> None:
-    # FFmpeg refuses to allocate frames beyond max_pixels, also when a stream changes size midway.
-    stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(max_pixels)}
-
-
-def _norm_rotation(degrees: float) -> int:
-    return int(round(degrees / 90.0)) % 4 * 90
 
 
 def _no_frames(height: int, width: int) -> np.ndarray:
@@ -258,32 +307,6 @@ def _check_limits(container, vs, config: DecodeConfig) -> None:
         )
 
 
-def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(width, height, 1))
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-class _Segment:
-    """Per-segment sampling state: the next sampling instant and the frames kept so far."""
-
-    def __init__(self, start: float, end: float, interval: float):
-        self.start, self.end, self.interval = start, end, interval
-        self.next_t = start
-        self.frames: list[np.ndarray] = []
-        self.times: list[float] = []
-        self.error = ""
-
-    def wants(self, t: float) -> bool:
-        return self.start - _EPS <= t < self.end and t >= self.next_t - _EPS
-
-    def keep(self, t: float, image: np.ndarray) -> None:
-        self.frames.append(image)
-        self.times.append(t)
-        # The next instant after this frame: one slow frame may cover several instants, and it
-        # is kept once (the first frame at or after each instant is this same frame).
-        self.next_t = self.start + (math.floor((t - self.start) / self.interval + _EPS) + 1) * self.interval
-
-
 def _decode_container(container, segments, config: DecodeConfig) -> list[Decoded]:
     vs, as_ = _pick_streams(container)
     _check_limits(container, vs, config)
@@ -292,38 +315,36 @@ def _decode_container(container, segments, config: DecodeConfig) -> list[Decoded
 
     whole = segments is None
     spans = [(0.0, duration if duration is not None else config.max_duration_s)] if whole else list(segments)
-    segs = [_Segment(float(s), float(e), interval) for s, e in spans]
+    segs = [SegmentFrames(float(s), float(e), interval) for s, e in spans]
     for seg in segs:
         seg.error = _segment_problem(seg.start, seg.end, duration)
     live = [s for s in segs if not s.error]
 
-    video = _VideoSink(vs, config) if vs is not None else None
-    audio = _AudioSink(as_, config) if as_ is not None else None
-    errors: list[tuple[float, str]] = []  # (media time, message) of decode errors
+    video = VideoSink(vs, config.max_side, config.max_declared_pixels, config.threads) if vs is not None else None
+    audio = AudioSink(as_, config.sample_rate, config.audio_channel) if as_ is not None else None
+    sinks = [s for s in (video, audio) if s is not None]
+    errors: list[tuple[float, str, str]] = []  # (media time, message, stream kind) of decode errors
     if live:
-        _run(container, video, audio, live, config, errors)
+        _run(container, sinks, live, config, errors)
 
     rows = []
     for seg in segs:
         end = seg.end
         if whole:
-            end = (
-                duration
-                if duration is not None
-                else max(video.end if video else 0.0, audio.end if audio else 0.0)
-            )
+            end = duration if duration is not None else max(s.end for s in sinks)
+        sound = audio.slice(seg.start, seg.end) if audio and not seg.error else np.zeros(0, np.float32)
         status, error = (
-            (BAD_SEGMENT, seg.error) if seg.error else _segment_status(seg, duration, video, audio, errors)
+            (BAD_SEGMENT, seg.error)
+            if seg.error
+            else segment_status(seg, duration, sinks, errors, bool(seg.frames) or len(sound) > 0)
         )
         rows.append(
             Decoded(
                 start_s=seg.start,
                 end_s=end,
-                frames=np.stack(seg.frames)
-                if seg.frames
-                else _no_frames(*(video.shape if video else (0, 0))),
+                frames=np.stack(seg.frames) if seg.frames else _no_frames(*(video.shape if video else (0, 0))),
                 frame_times_s=np.asarray(seg.times, dtype=np.float64),
-                audio=audio.slice(seg.start, seg.end) if audio and not seg.error else np.zeros(0, np.float32),
+                audio=sound,
                 has_video=vs is not None,
                 has_audio=as_ is not None,
                 status=status,
@@ -341,39 +362,7 @@ def _segment_problem(start: float, end: float, duration: float | None) -> str:
     return ""
 
 
-def _segment_status(seg: _Segment, duration, video, audio, errors) -> tuple[str, str]:
-    hit = [msg for t, msg in errors if seg.start - _EPS <= t < seg.end]
-    if hit:
-        return DECODE_ERROR, f"decode error inside the segment: {hit[0]}" + (
-            f" (+{len(hit) - 1} more)" if len(hit) > 1 else ""
-        )
-    data_end = max(s.end for s in (video, audio) if s is not None)
-    if duration is None:
-        # Nothing declared to compare with: the decoded data is the media.
-        if seg.start >= data_end:
-            return BAD_SEGMENT, f"segment starts at or after the media end ({data_end:.3f} s)"
-        return OK, ""
-    for sink in (video, audio):
-        if sink is None or sink.done:
-            continue
-        # A stream's own declared length is exact up to a frame or two; the container's is the
-        # longest stream's, so comparing against it needs more slack. After an abort, whatever
-        # was wanted past the decoded data is missing.
-        declared, slack = (sink.declared_end, 2 * sink.step + 0.05) if sink.declared_end else (duration, 1.0)
-        if sink.aborted and seg.end > sink.end + slack:
-            return (
-                DECODE_ERROR,
-                f"{sink.kind} decoding stopped at {sink.end:.3f} s after errors; partial data kept",
-            )
-        if min(seg.end, declared) > sink.end + slack:
-            return DECODE_ERROR, (
-                f"{sink.kind} data ends at {sink.end:.3f} s but the container declares {declared:.3f} s "
-                "(truncated or corrupt file); partial data kept"
-            )
-    return OK, ""
-
-
-def _run(container, video, audio, segs, config, errors) -> None:
+def _run(container, streams, segs, config, errors) -> None:
     """Demux and decode both streams in one pass, feeding kept frames and audio to the sinks."""
     origin = container.start_time / av.time_base if container.start_time is not None else 0.0
     first = min(s.start for s in segs)
@@ -385,7 +374,7 @@ def _run(container, video, audio, segs, config, errors) -> None:
             container.seek(int((origin + first - 1.0) * av.time_base))
         except av.FFmpegError:
             container.seek(0)
-    sinks = {s.stream.index: s for s in (video, audio) if s is not None}
+    sinks = {s.stream.index: s for s in streams}
     for s in sinks.values():
         s.origin = origin
     try:
@@ -396,7 +385,7 @@ def _run(container, video, audio, segs, config, errors) -> None:
             try:
                 frames = packet.decode()
             except av.FFmpegError as e:
-                errors.append((sink.end, f"{sink.kind}: {e}"))
+                errors.append((sink.end, f"{sink.kind}: {e}", sink.kind))
                 if len(errors) > 1000:  # garbage all the way: stop spending time on it
                     raise
                 continue
@@ -407,108 +396,4 @@ def _run(container, video, audio, segs, config, errors) -> None:
     except av.FFmpegError as e:  # reading failed, or too many errors: keep what we have
         for s in sinks.values():
             s.aborted = True
-            errors.append((s.end, f"reading the container failed: {e}"))
-
-
-class _Sink:
-    """What both streams track: media time decoded so far and how reading ended."""
-
-    kind = ""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.declared_end = float(stream.duration * stream.time_base) if stream.duration else None
-        self.origin = 0.0  # container start time, subtracted so media time starts at 0
-        self.end = 0.0  # media time up to which data was decoded
-        self.step = 0.0  # duration of one frame of this stream
-        self.done = False  # stopped on purpose: past the last segment
-        self.aborted = False  # stopped by errors before the end of the stream
-
-    def _time(self, frame) -> float:
-        return frame.time - self.origin if frame.time is not None else self.end
-
-
-class _VideoSink(_Sink):
-    """Keeps the sampled frames: scaled to the target size, converted to RGB, turned upright."""
-
-    kind = "video"
-
-    def __init__(self, stream, config: DecodeConfig):
-        super().__init__(stream)
-        stream.codec_context.thread_count = config.threads
-        stream.codec_context.thread_type = "AUTO"
-        _limit_pixels(stream, config.max_declared_pixels)
-        self.size = _target_size(stream.codec_context.width, stream.codec_context.height, config.max_side)
-        self.shape = (self.size[1], self.size[0])  # (H, W) of kept frames, for empty rows too
-        rate = stream.average_rate or stream.guessed_rate
-        self.step = 1.0 / float(rate) if rate else 1.0 / 30
-
-    def add(self, frame, segs, last: float) -> None:
-        t = self._time(frame)
-        turns = _norm_rotation(frame.rotation) // 90
-        self.shape = (self.size[0], self.size[1]) if turns % 2 else (self.size[1], self.size[0])
-        self.end = max(self.end, t + self.step)
-        if t >= last:
-            self.done = True
-            return
-        image = None
-        for seg in segs:
-            if seg.wants(t):
-                if image is None:
-                    image = frame.reformat(
-                        width=self.size[0], height=self.size[1], format="rgb24"
-                    ).to_ndarray()
-                    # rot90 turns counter-clockwise, the direction of FFmpeg's display-matrix angle.
-                    image = np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
-                seg.keep(t, image)
-
-
-class _AudioSink(_Sink):
-    """Resamples to the output rate, keeps one channel or the mean of all, then slices by time."""
-
-    kind = "audio"
-
-    def __init__(self, stream, config: DecodeConfig):
-        super().__init__(stream)
-        self.rate = config.sample_rate
-        self.channel = config.audio_channel
-        # Keep the source layout: channel choice and mixing happen here, explicitly, rather
-        # than by FFmpeg's downmix matrix (which weights and may clip channels).
-        self.resampler = av.AudioResampler(format="fltp", rate=self.rate)
-        self.chunks: list[np.ndarray] = []
-        self.data: np.ndarray | None = None  # all kept samples, once decoding is over
-        self.t0: float | None = None  # media time of the first sample
-
-    def add(self, frame, segs, last: float) -> None:
-        t = self._time(frame)
-        if self.t0 is None:
-            self.t0 = t
-        self.step = frame.samples / frame.sample_rate
-        self.end = max(self.end, t + self.step)
-        self.done = t >= last
-        for out in self.resampler.resample(frame):
-            self._keep(out.to_ndarray())
-
-    def _keep(self, planar: np.ndarray) -> None:
-        if self.channel is None:
-            self.chunks.append(planar.mean(axis=0, dtype=np.float32))
-        else:
-            # A mono file has one channel for every speaker.
-            self.chunks.append(planar[min(self.channel, planar.shape[0] - 1)])
-
-    def slice(self, start: float, end: float) -> np.ndarray:
-        if self.data is None:
-            for out in self.resampler.resample(None):  # flush the resampler's delay line
-                self._keep(out.to_ndarray())
-            self.data = (
-                np.concatenate(self.chunks).astype(np.float32, copy=False)
-                if self.chunks
-                else np.zeros(0, np.float32)
-            )
-            self.chunks = []
-        t0 = self.t0 or 0.0
-        a, b = round((start - t0) * self.rate), round((end - t0) * self.rate)
-        piece = self.data[max(a, 0) : max(b, 0)]
-        if a < 0 and b > 0:  # the segment begins before the first audio sample: silence
-            piece = np.concatenate([np.zeros(min(-a, b - a), np.float32), piece])
-        return piece
+            errors.append((s.end, f"reading the container failed: {e}", s.kind))

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fv2es.models.geometry import FACE_SIZE
+
 SELECT_MODES = ("largest", "confident", "left", "right")
 
 
@@ -29,7 +31,7 @@ SELECT_MODES = ("largest", "confident", "left", "right")
 class FaceConfig:
     """Options of :class:`FaceCropper`; the defaults are the seed's."""
 
-    image_size: int = 48  # side of the square output crop, pixels
+    image_size: int = FACE_SIZE  # side of the square output crop, pixels (the model's face input)
     margin: int = 2  # margin around the box, in pixels of the output crop (facenet semantics)
     detect_max_side: int = 320  # frames are downscaled to at most this longest side for detection
     min_face_size: int = 20  # smallest face MTCNN looks for, in pixels of the detection image
@@ -72,7 +74,7 @@ def _half_bounds(width: int, select: str) -> tuple[int, int]:
     return 0, width
 
 
-def centre_crop(frame: np.ndarray | torch.Tensor, size: int = 48, select: str = "largest") -> np.ndarray:
+def centre_crop(frame: np.ndarray | torch.Tensor, size: int = FACE_SIZE, select: str = "largest") -> np.ndarray:
     """The fallback crop: the centred square of side ``min(H, W)`` resized to ``size`` x ``size``.
 
     With ``select="left"``/``"right"`` the square is centred in that half of the frame.

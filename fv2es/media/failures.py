@@ -13,7 +13,10 @@ OK = "ok"
 UNREADABLE = "unreadable"
 # The bytes are not a media container FFmpeg understands (zero-byte, random bytes, bad header).
 INVALID_CONTAINER = "invalid_container"
-# The container opened but decoding failed part way (truncated or corrupt stream).
+# A playlist or list of other files or URLs (HLS .m3u8, ffconcat, SDP, DASH): FFmpeg would open
+# what it names, so it is refused (see fv2es.media.guard).
+UNSUPPORTED_CONTAINER = "unsupported_container"
+# The container opened but decoding failed part way (corrupt stream, or nothing decoded before a cut).
 DECODE_ERROR = "decode_error"
 # Neither a usable video nor a usable audio stream.
 NO_STREAMS = "no_streams"
@@ -24,12 +27,13 @@ CRASHED = "decoder_crashed"
 TIMEOUT = "timeout"
 # A requested segment lies outside the media or is empty.
 BAD_SEGMENT = "bad_segment"
-# A required sidecar (transcript) file is missing or unparsable.
+# A required sidecar (transcript) file is missing, unparsable, or over the size or cue limits.
 BAD_SIDECAR = "bad_sidecar"
 
 FAILURE_KINDS = (
     UNREADABLE,
     INVALID_CONTAINER,
+    UNSUPPORTED_CONTAINER,
     DECODE_ERROR,
     NO_STREAMS,
     TOO_LARGE,

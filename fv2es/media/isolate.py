@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 
 from fv2es.media.decode import DecodeConfig, Decoded, MediaInfo, decode, failed_rows, probe
 from fv2es.media.failures import CRASHED, DECODE_ERROR, TIMEOUT, MediaError
+from fv2es.storage import redact_text, redact_uri
 
 # The child is a fresh interpreter that runs only this module's loop: not a fork (the caller may
 # hold threads, Ray's and gRPC's, whose locks a forked child would inherit locked) and not a
@@ -61,16 +62,30 @@ def decode_isolated(
     return payload if ok else failed_rows(segments, *payload)
 
 
-def probe_isolated(uri: str, storage_options: dict | None = None, timeout_s: float = 120.0) -> MediaInfo:
+def probe_isolated(
+    uri: str,
+    storage_options: dict | None = None,
+    timeout_s: float | None = None,
+    *,
+    config: DecodeConfig | None = None,
+) -> MediaInfo:
     """:func:`~fv2es.media.decode.probe` in this process's decoder child process.
+
+    Args:
+        timeout_s: wall-clock limit; ``None`` takes ``config.probe_timeout_s``. Reading a header
+            is quick, so a probe that overruns this (much shorter than a decode's limit) is a
+            stuck input, and it stops holding the decoder sooner.
+        config: limits and timeouts (``DecodeConfig()`` when ``None``).
 
     Raises:
         MediaError: the input is bad (as ``probe`` raises it), or the child crashed or overran.
     """
+    config = config or DecodeConfig()
+    timeout_s = config.probe_timeout_s if timeout_s is None else timeout_s
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     with _lock:
-        ok, payload = _call(probe, (uri, storage_options), timeout_s)
+        ok, payload = _call(probe, (uri, storage_options, config), timeout_s)
     if not ok:
         raise MediaError(*payload)
     return payload
@@ -103,7 +118,7 @@ def _worker_main(fd: int) -> None:
         except MediaError as e:
             reply = (request_id, False, (e.kind, e.message))
         except Exception as e:  # noqa: BLE001 -- report, keep serving
-            reply = (request_id, False, (DECODE_ERROR, f"{type(e).__name__}: {e}"))
+            reply = (request_id, False, (DECODE_ERROR, redact_text(f"{type(e).__name__}: {e}")))
         conn.send(reply)
 
 
@@ -165,7 +180,7 @@ def _call(fn, args, timeout_s: float):
         if _worker is not None and _worker.owner_pid == os.getpid():
             _worker.kill()
         _worker = _Worker()
-    worker, uri = _worker, args[0]
+    worker, uri = _worker, redact_uri(args[0])
     request_id = next(_request_ids)
     try:
         worker.conn.send((request_id, fn, args))

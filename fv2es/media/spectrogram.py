@@ -24,17 +24,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fv2es.models import geometry
+
 
 @dataclass(frozen=True)
 class SpectrogramConfig:
     """Options of :class:`SpectrogramPieces`; the defaults are the seed's."""
 
-    sample_rate: int = 16000  # Hz of the (already resampled) mono waveform
+    sample_rate: int = geometry.SAMPLE_RATE  # Hz of the (already resampled) mono waveform
     n_fft: int = 400  # FFT size, samples (25 ms)
     win_length: int = 400  # window length, samples
     hop_length: int = 200  # hop, samples (12.5 ms -> 80 frames/s)
-    n_mels: int = 128  # mel bins; must be a multiple of piece_frames
-    piece_frames: int = 32  # frames per piece (0.4 s); also the band height
+    n_mels: int = geometry.N_MELS  # mel bins; must be a multiple of piece_frames
+    piece_frames: int = geometry.PIECE_FRAMES  # frames per piece (0.4 s); also the band height
     log: bool = False  # seed feeds the power mel; True -> log(mel + 1e-6)
 
     def __post_init__(self):

@@ -19,9 +19,19 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 import fv2es
-from fv2es.config import ConfigError, ModelConfig, from_dict, to_dict
+from fv2es.config import from_dict, to_dict
+from fv2es.errors import CheckpointError, ConfigError
+from fv2es.models.config import ModelConfig
 
 FORMAT = "fv2es-checkpoint/1"
+# How logits become probabilities: per emotion (multi-label, BCE training) or over the emotions
+# (single-label, cross-entropy training).
+ACTIVATIONS = ("sigmoid", "softmax")
+
+
+def activation_for_loss(loss: str | None) -> str:
+    """The output activation that matches a training loss (``ce`` -> softmax, else sigmoid)."""
+    return "softmax" if loss == "ce" else "sigmoid"
 
 
 @dataclass
@@ -33,11 +43,18 @@ class Checkpoint:
     thresholds: list[float] | None = None  # per-emotion decision thresholds chosen on validation
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, epoch, run config, ...
     model_id: str = ""  # sha256 of the checkpoint bytes (first 16 hex digits)
+    activation: str = "sigmoid"  # logits -> probabilities: one of ACTIVATIONS
 
 
-def save_checkpoint(uri: str, model, *, thresholds=None, extra: dict | None = None,
+def save_checkpoint(uri: str, model, *, thresholds=None, activation: str | None = None, extra: dict | None = None,
                     storage_options: dict | None = None) -> str:
-    """Write ``model`` (an FV2ES, training or inference form) to ``uri``; returns its model id."""
+    """Write ``model`` (an FV2ES, training or inference form) to ``uri``; returns its model id.
+
+    ``activation`` (one of ``ACTIVATIONS``) defaults to the one of ``extra["loss"]``, else sigmoid.
+    """
+    activation = activation or activation_for_loss((extra or {}).get("loss"))
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     model = getattr(model, "module", model)  # unwrap DDP
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     meta = {
@@ -47,7 +64,10 @@ def save_checkpoint(uri: str, model, *, thresholds=None, extra: dict | None = No
         "reparameterized": json.dumps(bool(model.reparameterized)),
         "emotions": json.dumps(list(model.config.emotions)),
         "thresholds": json.dumps(None if thresholds is None else [float(t) for t in thresholds]),
+        "activation": activation,
         "extra": json.dumps(extra or {}),
+        # The text encoder's Hugging Face config: the model rebuilds from this file alone.
+        "text_config": json.dumps(model.text_config() if hasattr(model, "text_config") else None),
     }
     data = save_safetensors(tensors, metadata=meta)
     with fsspec.open(uri, "wb", **(storage_options or {})) as f:
@@ -75,6 +95,8 @@ class CheckpointInfo:
     model_id: str
     reparameterized: bool
     fv2es_version: str
+    text_config: dict | None = None  # the text encoder's Hugging Face config (None: look it up by name)
+    activation: str = "sigmoid"  # one of ACTIVATIONS
 
 
 def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo]:
@@ -83,13 +105,13 @@ def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo
     try:
         meta = _read_metadata(data)
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{uri}: not an fv2es checkpoint (unreadable safetensors header: {exc})") from exc
+        raise CheckpointError(f"{uri}: not an fv2es checkpoint (unreadable safetensors header: {exc})") from exc
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{uri}: not an fv2es checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+        raise CheckpointError(f"{uri}: not an fv2es checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
     try:
         config = from_dict(ModelConfig, json.loads(meta["model_config"]), "model")
     except ConfigError as exc:
-        raise ValueError(f"{uri}: its model config is not valid for this fv2es version: {exc}") from exc
+        raise CheckpointError(f"{uri}: its model config is not valid for this fv2es version: {exc}") from exc
     return data, CheckpointInfo(
         config=config,
         thresholds=json.loads(meta.get("thresholds", "null")),
@@ -97,6 +119,9 @@ def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo
         model_id=_model_id(data),
         reparameterized=json.loads(meta["reparameterized"]),
         fv2es_version=meta.get("fv2es_version", ""),
+        text_config=json.loads(meta.get("text_config", "null")),
+        # Checkpoints written before the typed field record only the training loss in ``extra``.
+        activation=meta.get("activation") or activation_for_loss(json.loads(meta.get("extra", "{}")).get("loss")),
     )
 
 
@@ -120,7 +145,7 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
     if saved_folded and not inference:
         raise ValueError(f"{uri}: saved in inference form (RepVGG folded); it cannot be trained further")
 
-    model = create_model(config, pretrained_text=False)
+    model = create_model(config, pretrained_text=False, text_config=info.text_config)
     if saved_folded:
         model.reparameterize()  # match the saved parameter layout before loading
     model.load_state_dict(load_safetensors(data), strict=True)
@@ -129,4 +154,4 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
         model.eval()
     model.to(device)
     return Checkpoint(model=model, config=config, thresholds=info.thresholds, extra=info.extra,
-                      model_id=info.model_id)
+                      model_id=info.model_id, activation=info.activation)

@@ -5,41 +5,42 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fv2es.config import ModelConfig
-from fv2es.models.audio import AudioBranch
+from fv2es.models.config import ModelConfig
 from fv2es.models.inputs import ModelInputs
+from fv2es.models.registry import build_branch
 from fv2es.models.temporal import TemporalEncoder
-from fv2es.models.text import TextBranch
-from fv2es.models.visual import VisualBranch
 
 
 class FV2ES(nn.Module):
     """Multimodal emotion classifier (MODEL.md).
 
     ``forward`` returns fused logits (B, E). Each modality gives logits through its own head;
-    they are stacked (B, E, M) and fused by a learned weighted sum (``Linear(M, 1, bias=False)``).
-    A modality absent for a sample (no face frames, no audio, empty transcript) is masked out of
-    that sample's fusion rather than fused as garbage.
+    they are stacked (B, E, M) in the seed's order text, visual, audio (``config.fusion_order``)
+    and fused by a learned weighted sum (``Linear(M, 1, bias=False)``). A modality absent for a
+    sample (no face frames, no audio, empty transcript) is masked out of that sample's fusion
+    rather than fused as garbage; with every modality present this is the seed's function.
+
+    The branches are the architectures ``config.text_arch`` / ``audio_arch`` / ``visual_arch``
+    name in :mod:`fv2es.models.registry`.
     """
 
-    def __init__(self, config: ModelConfig, pretrained_text: bool = True):
+    def __init__(self, config: ModelConfig, pretrained_text: bool = True, text_config: dict | None = None):
         super().__init__()
         self.config = config
-        self.modalities = config.modalities
+        self.modalities = config.fusion_order
         dim = config.trans_dim
         temporal = dict(dim=dim, nlayers=config.trans_nlayers, nheads=config.trans_nheads,
                         ff_dim=config.trans_ff_dim, dropout=config.dropout)
         heads = {}
         if "t" in self.modalities:
-            self.text = TextBranch(config.text_model, pretrained=pretrained_text)
+            self.text = build_branch("text", config, pretrained=pretrained_text, hf_config=text_config)
             heads["t"] = nn.Linear(self.text.out_dim, config.num_emotions)
         if "a" in self.modalities:
-            self.audio = AudioBranch(config.audio_embed_dims, config.audio_heads, config.audio_depths,
-                                     config.audio_hidden, dim, config.audio_drop_path)
+            self.audio = build_branch("audio", config, out_dim=dim)
             self.audio_temporal = TemporalEncoder(**temporal)
             heads["a"] = nn.Linear(dim, config.num_emotions)
         if "v" in self.modalities:
-            self.visual = VisualBranch(config.visual_channels, config.visual_hidden, dim)
+            self.visual = build_branch("visual", config, out_dim=dim)
             self.visual_temporal = TemporalEncoder(**temporal)
             heads["v"] = nn.Linear(dim, config.num_emotions)
         self.heads = nn.ModuleDict(heads)
@@ -50,7 +51,7 @@ class FV2ES(nn.Module):
             self.fusion = None
 
     def modality_logits(self, x: ModelInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-modality logits (B, E, M) in ``self.modalities`` order and presence (B, M) bool."""
+        """Per-modality logits (B, E, M) in ``self.modalities`` order (t, v, a) and presence (B, M) bool."""
         logits, present = [], []
         for m in self.modalities:
             if m == "t":
@@ -75,18 +76,26 @@ class FV2ES(nn.Module):
         return logits.sum(-1) / mask.sum(-1).clamp(min=1.0)
 
     def forward(self, x: ModelInputs) -> torch.Tensor:
+        """Fused logits (B, E) of a collated batch."""
         return self.fuse(*self.modality_logits(x))
 
     @property
     def reparameterized(self) -> bool:
-        return "v" not in self.modalities or self.visual.reparameterized
+        """True when the visual branch (if any) is in its folded inference form."""
+        return "v" not in self.modalities or getattr(self.visual, "reparameterized", True)
 
     def reparameterize(self) -> FV2ES:
         """Switch the visual branch to its single-branch inference form (in place); returns self."""
-        if "v" in self.modalities:
+        if "v" in self.modalities and hasattr(self.visual, "reparameterize"):
             self.visual.reparameterize()
         return self
 
     def text_parameters(self):
         """Parameters of the pretrained text encoder (trained at a lower learning rate)."""
         return list(self.text.parameters()) if "t" in self.modalities else []
+
+    def text_config(self) -> dict | None:
+        """The text encoder's Hugging Face config (a dict), or None without a text branch."""
+        if "t" not in self.modalities or not hasattr(self.text, "config_dict"):
+            return None
+        return self.text.config_dict()

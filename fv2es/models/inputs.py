@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
+from fv2es.models.geometry import FACE_CHANNELS, FACE_SHAPE, FACE_SIZE, PIECE_SHAPE
+
 # The seed's per-channel face normalisation (RGB, on 0..255 crops).
 FACE_MEAN = (159.0, 111.0, 102.0)
 FACE_STD = (37.0, 33.0, 32.0)
@@ -32,9 +34,11 @@ class ModelInputs:
 
     @property
     def batch_size(self) -> int:
+        """Number of utterances B."""
         return int(self.face_lens.shape[0])
 
     def to(self, device, non_blocking: bool = False) -> ModelInputs:
+        """The same batch with every tensor on ``device``."""
         return replace(
             self, **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
         )
@@ -43,7 +47,7 @@ class ModelInputs:
 def normalize_faces(crops: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 crops (N, 48, 48, 3) RGB 0..255 -> float32 (N, 3, 48, 48) with the seed's mean/std."""
     x = torch.as_tensor(np.asarray(crops)).to(torch.float32)
-    if x.ndim != 4 or x.shape[-1] != 3:
+    if x.ndim != 4 or x.shape[-1] != FACE_CHANNELS:
         raise ValueError(f"face crops must be (N, H, W, 3), got {tuple(x.shape)}")
     mean = torch.tensor(FACE_MEAN).view(1, 1, 1, 3)
     std = torch.tensor(FACE_STD).view(1, 1, 1, 3)
@@ -82,14 +86,15 @@ class Collate:
         self.max_len = max_len
 
     def __call__(self, samples: Sequence[dict]) -> ModelInputs:
+        """Tokenise, stack and normalise ``samples`` into one :class:`ModelInputs`."""
         texts = [(s.get("text") or "").strip() for s in samples]
         tokens = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="pt"
         )
         crops = [s.get("faces") for s in samples]
-        faces_u8, face_lens = _stack(crops, (48, 48, 3), torch.uint8)
-        faces = normalize_faces(faces_u8) if len(faces_u8) else torch.zeros((0, 3, 48, 48))
-        pieces, piece_lens = _stack([s.get("pieces") for s in samples], (4, 32, 32), torch.float32)
+        faces_u8, face_lens = _stack(crops, FACE_SHAPE, torch.uint8)
+        faces = normalize_faces(faces_u8) if len(faces_u8) else torch.zeros((0, FACE_CHANNELS, FACE_SIZE, FACE_SIZE))
+        pieces, piece_lens = _stack([s.get("pieces") for s in samples], PIECE_SHAPE, torch.float32)
         return ModelInputs(
             text_ids=tokens["input_ids"],
             text_mask=tokens["attention_mask"],

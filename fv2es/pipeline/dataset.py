@@ -1,13 +1,24 @@
-"""The Ray side of the media pipeline: the embedded-or-cluster Ray, and job rows -> face-cropped
-segment rows as a streaming Dataset (the scoring and preprocessing jobs both start from it)."""
+"""The Ray side of the media pipeline: the embedded-or-cluster Ray, the list of stages, and job
+rows -> segment rows as a streaming Dataset (the scoring and preprocessing jobs both start here).
+
+The stages are data: :func:`media_stages` lists them (class, constructor arguments, batch size,
+resources) and :func:`build_dataset` chains whatever list it is given. A new stage between
+decode and the model is one more :class:`StageSpec` in :func:`media_stages`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass, field
+from typing import Any
 
-from fv2es.config import Config, ScoreConfig
-from fv2es.pipeline.stages import DecodeStage, FaceStage
+from fv2es.config import Config, SegmentsConfig
+from fv2es.errors import ConfigError
+from fv2es.pipeline.stages import Decode, Faces, Spectrogram, Transcribe
+from fv2es.storage import options_for
+
+SAMPLE_RATE = 16000  # Whisper's input rate: the decoded audio's when speech-to-text runs
 
 
 def init_ray(address: str | None) -> None:
@@ -18,19 +29,80 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
 
 
-def media_dataset(jobs: list[dict], cfg: Config, plan: ScoreConfig, storage_options: dict | None):
-    """Decode tasks (``plan`` decides the segments) then the face-crop actor pool, streaming.
+@dataclass(frozen=True)
+class StageSpec:
+    """One per-batch stage: ``cls(*args, **kwargs)`` is called on pyarrow tables.
 
-    Resources come from ``cfg.score``: decode tasks take ``decode_cpus``; face actors take
-    ``face_cpus`` (and ``face_gpus``, which also moves MTCNN to CUDA).
+    With ``actors`` > 0 it runs as an actor pool of that size (state built once per actor, e.g.
+    a model); with 0 as stateless tasks (the instance is built here and shipped to each task).
     """
+
+    name: str
+    cls: type
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int | None = None  # rows per call; None: a whole block
+    cpus: float = 1.0  # CPUs reserved per task or actor
+    gpus: float = 0.0  # GPUs reserved per actor
+    actors: int = 0  # 0: tasks; n: an actor pool of n
+
+
+def check_speech_model(cfg: Config, storage_options: dict | None) -> None:
+    """On the driver, at a job's start: load the speech-to-text model once, unless ``asr.mode`` is
+    ``never``, so a model that cannot load fails the job with one clear
+    :class:`~fv2es.asr.models.AsrModelError` before any video is read."""
+    if cfg.asr.mode == "never":
+        return
+    if cfg.decode.sample_rate != SAMPLE_RATE:
+        raise ConfigError(f"decode.sample_rate ({cfg.decode.sample_rate}) must be {SAMPLE_RATE} for speech to text "
+                          "(Whisper's rate); change it back or set asr.mode=never")
+    from fv2es.asr.engine import check_model
+
+    check_model(cfg.asr, options_for(cfg.asr.model, storage_options))
+
+
+def media_stages(cfg: Config, segments: SegmentsConfig, storage_options: dict | None,
+                 asr_storage_options: dict | None = None) -> list[StageSpec]:
+    """Decode -> (transcribe) -> spectrogram -> faces, with the resources of ``cfg.resources``.
+
+    ``segments`` is the plan (scoring passes ``cfg.segments``; preprocessing its own);
+    ``storage_options`` are the inputs', ``asr_storage_options`` the speech model's. The
+    transcription stage is there unless ``asr.mode`` is ``never``; it and the face stage run on
+    CUDA when given GPUs.
+    """
+    r = cfg.resources
+    faces = cfg.faces if r.face_gpus == 0 else dataclasses.replace(cfg.faces, device="cuda")
+    stages = [StageSpec("decode", Decode, (cfg.decode, segments, r, storage_options, cfg.asr.mode),
+                        batch_size=1, cpus=r.decode_cpus)]
+    if cfg.asr.mode != "never":
+        stages.append(StageSpec(
+            "transcribe", Transcribe, (cfg.asr, segments, cfg.decode.sample_rate),
+            {"device": "cuda" if r.asr_gpus > 0 else "cpu", "threads": max(1, round(r.asr_cpus)),
+             "storage_options": options_for(cfg.asr.model, asr_storage_options)},
+            batch_size=r.asr_batch_size, cpus=r.asr_cpus, gpus=r.asr_gpus, actors=r.asr_actors))
+    stages.append(StageSpec("spectrogram", Spectrogram, (cfg.spectrogram,), cpus=r.spectrogram_cpus))
+    stages.append(StageSpec("faces", Faces, (faces, max(1, round(r.face_cpus))), batch_size=r.face_batch_size,
+                            cpus=r.face_cpus, gpus=r.face_gpus, actors=r.face_actors))
+    return stages
+
+
+def build_dataset(jobs: list[dict], stages: list[StageSpec]):
+    """A streaming Ray Dataset: one row per job, through ``stages`` in order."""
     import ray
 
-    sc = cfg.score
-    faces = cfg.faces if sc.face_gpus == 0 else dataclasses.replace(cfg.faces, device="cuda")
     ds = ray.data.from_items(jobs, override_num_blocks=min(len(jobs), 4096))
-    ds = ds.map_batches(DecodeStage(cfg.decode, cfg.spectrogram, plan, storage_options), batch_size=1,
-                        batch_format="pyarrow", num_cpus=sc.decode_cpus)
-    return ds.map_batches(FaceStage, fn_constructor_args=(faces, max(1, round(sc.face_cpus))), batch_size=8,
-                          batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=sc.face_actors),
-                          num_cpus=sc.face_cpus, num_gpus=sc.face_gpus)
+    for s in stages:
+        if s.actors:
+            ds = ds.map_batches(s.cls, fn_constructor_args=s.args, fn_constructor_kwargs=s.kwargs,
+                                batch_size=s.batch_size, batch_format="pyarrow",
+                                compute=ray.data.ActorPoolStrategy(size=s.actors), num_cpus=s.cpus, num_gpus=s.gpus)
+        else:
+            ds = ds.map_batches(s.cls(*s.args, **s.kwargs), batch_size=s.batch_size, batch_format="pyarrow",
+                                num_cpus=s.cpus)
+    return ds
+
+
+def media_dataset(jobs: list[dict], cfg: Config, segments: SegmentsConfig, storage_options: dict | None,
+                  asr_storage_options: dict | None = None):
+    """:func:`build_dataset` of :func:`media_stages`: job rows -> face-cropped segment rows."""
+    return build_dataset(jobs, media_stages(cfg, segments, storage_options, asr_storage_options))

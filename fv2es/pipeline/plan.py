@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 from fsspec.core import url_to_fs
 
-from fv2es.config import ScoreConfig
+from fv2es.config import ScoreConfig, SegmentsConfig
 from fv2es.data.manifest import read_manifest
 from fv2es.data.transcripts import Segment, text_for_span
+from fv2es.errors import InputError
+from fv2es.storage import redact_uri
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq")
 
 
-class InputError(ValueError):
-    """The input URI names nothing that can be scored; the message says what was looked for."""
+# Where a segment's text comes from (the ``text_source`` column).
+MANIFEST, CAPTION, ASR, NO_TEXT = "manifest", "caption", "asr", "none"
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,11 @@ class SegmentSpec:
     end: float | None
     text: str = ""
     utterance_id: str | None = None
+    text_source: str = NO_TEXT  # manifest | caption | asr | none
 
 
 def is_manifest(uri: str) -> bool:
+    """Whether ``uri`` names a manifest (by its suffix, compression suffixes ignored)."""
     path = uri.lower()
     for compressed in (".gz", ".bz2", ".xz", ".zst"):
         path = path.removesuffix(compressed)
@@ -44,7 +48,11 @@ def is_manifest(uri: str) -> bool:
 
 
 def list_videos(uri: str, extensions: Sequence[str], storage_options: dict | None = None) -> list[str]:
-    """Video files named by ``uri``: one file, a glob, or every file under a folder/prefix."""
+    """Video files named by ``uri``: one file, a glob, or every file under a folder/prefix.
+
+    Raises:
+        InputError: ``uri`` names nothing, or no file with one of ``extensions``.
+    """
     fs, path = url_to_fs(uri, **(storage_options or {}))
     prefix = "://" in uri and not uri.startswith("file://")
     exts = tuple(e.lower() for e in extensions)
@@ -55,10 +63,10 @@ def list_videos(uri: str, extensions: Sequence[str], storage_options: dict | Non
     elif fs.isdir(path):
         found = fs.find(path)
     else:
-        raise InputError(f"input {uri!r} does not exist (or cannot be listed)")
+        raise InputError(f"input {redact_uri(uri)!r} does not exist (or cannot be listed)")
     videos = sorted(p for p in found if p.lower().endswith(exts) and not posixpath.basename(p).startswith("."))
     if not videos:
-        raise InputError(f"no videos under {uri!r} (looked for {', '.join(exts)})")
+        raise InputError(f"no videos under {redact_uri(uri)!r} (looked for {', '.join(exts)})")
     # Listings drop the protocol; give remote paths back theirs so workers open the same file.
     return [fs.unstrip_protocol(p) for p in videos] if prefix else videos
 
@@ -73,7 +81,7 @@ def list_jobs(uri: str, config: ScoreConfig, storage_options: dict | None = None
         return [_job(v) for v in list_videos(uri, config.video_extensions, storage_options)]
     utterances = read_manifest(uri, storage_options=storage_options)
     if not utterances:
-        raise InputError(f"manifest {uri!r} has no rows")
+        raise InputError(f"manifest {redact_uri(uri)!r} has no rows")
     return jobs_from_utterances(utterances)
 
 
@@ -107,7 +115,8 @@ def given_segments(job: dict) -> list[SegmentSpec] | None:
     """The manifest's segments of a job, or None when the job leaves them to the planner."""
     if not job["segments"]:
         return None
-    return [SegmentSpec(start, end, text or "", uid) for uid, start, end, text in json.loads(job["segments"])]
+    return [SegmentSpec(start, end, text or "", uid, MANIFEST if text else NO_TEXT)
+            for uid, start, end, text in json.loads(job["segments"])]
 
 
 def windows(start: float, end: float, length: float) -> list[tuple[float, float]]:
@@ -116,10 +125,41 @@ def windows(start: float, end: float, length: float) -> list[tuple[float, float]
     return [(start + i * length, min(end, start + (i + 1) * length)) for i in range(count)]
 
 
+def needs_transcript(asr_mode: str, text_source: str) -> bool:
+    """Whether speech-to-text should give a segment its text: ``always``, or ``auto`` when
+    neither a manifest nor a caption file gave it any."""
+    return asr_mode == "always" or (asr_mode == "auto" and text_source == NO_TEXT)
+
+
+def cuts_at_speech(given: list[SegmentSpec] | None, captions: list[Segment], config: SegmentsConfig,
+                   asr_mode: str) -> bool:
+    """Whether a video is cut at its speech: ``auto`` segments, speech-to-text on, and neither
+    manifest segments nor a caption file to take the segments or the text from."""
+    return given is None and not captions and config.mode == "auto" and asr_mode != "never"
+
+
+def _text(own: str, captions: list[Segment], start: float | None, end: float | None) -> tuple[str, str]:
+    """A segment's (text, text_source): its manifest text, else the captions overlapping it.
+
+    A video with a caption file takes its text from it even where no cue overlaps a segment
+    (the captions say nobody speaks there), so such a segment is ``caption`` with empty text.
+    """
+    if own:
+        return own, MANIFEST
+    if captions:
+        return text_for_span(captions, start, end), CAPTION
+    return "", NO_TEXT
+
+
+def _window(captions: list[Segment], start: float, end: float) -> SegmentSpec:
+    text, source = _text("", captions, start, end)
+    return SegmentSpec(start, end, text, None, source)
+
+
 def plan_segments(
     given: list[SegmentSpec] | None,
     duration: float,
-    config: ScoreConfig,
+    config: SegmentsConfig,
     captions: list[Segment] | None = None,
 ) -> list[SegmentSpec]:
     """The segments to score for one video of ``duration`` seconds.
@@ -128,27 +168,29 @@ def plan_segments(
       windows in ``window`` mode).
     - Otherwise, ``auto`` takes timed sidecar captions (.srt/.vtt cues) when there are any,
       else the whole video; ``window`` cuts fixed windows of ``window_s``; ``whole`` takes the
-      whole video.
+      whole video. (Cutting at speech, when nothing gives segments, is the transcription
+      stage's job: see :func:`cuts_at_speech`.)
     - A whole-video segment longer than ``max_segment_s`` is cut into windows of that length
       (it would not fit a model batch), each keeping the manifest id with ``#k`` appended.
-    - Text comes from the manifest row, else from the captions that fall in the segment.
+    - Text comes from the manifest row, else from the captions that overlap the segment.
     """
     captions = captions or []
     if given is None:
         timed = [c for c in captions if c.start is not None and c.end is not None and c.end > c.start]
-        if config.segments == "auto" and timed:
-            return [SegmentSpec(c.start, c.end, c.text) for c in timed]
-        if config.segments == "window":
-            return [SegmentSpec(s, e, text_for_span(captions, s, e)) for s, e in windows(0.0, duration, config.window_s)]
+        if config.mode == "auto" and timed:
+            return [SegmentSpec(c.start, c.end, c.text, None, CAPTION) for c in timed]
+        if config.mode == "window":
+            return [_window(captions, s, e) for s, e in windows(0.0, duration, config.window_s)]
         given = [SegmentSpec(None, None, "")]
     planned = []
     for spec in given:
         if spec.start is not None or spec.end is not None:
             start = 0.0 if spec.start is None else spec.start
             end = duration if spec.end is None else spec.end
-            planned.append(SegmentSpec(start, end, spec.text or text_for_span(captions, start, end), spec.utterance_id))
+            text, source = _text(spec.text, captions, start, end)
+            planned.append(SegmentSpec(start, end, text, spec.utterance_id, source))
             continue
-        if config.segments == "window":
+        if config.mode == "window":
             spans = windows(0.0, duration, config.window_s)
         elif duration <= config.max_segment_s:
             spans = [(0.0, duration)]
@@ -156,5 +198,6 @@ def plan_segments(
             spans = windows(0.0, duration, config.max_segment_s)
         for k, (s, e) in enumerate(spans):
             uid = spec.utterance_id if len(spans) == 1 or spec.utterance_id is None else f"{spec.utterance_id}#{k}"
-            planned.append(SegmentSpec(s, e, spec.text or text_for_span(captions, s, e), uid))
+            text, source = _text(spec.text, captions, s, e)
+            planned.append(SegmentSpec(s, e, text, uid, source))
     return planned

@@ -8,18 +8,18 @@ import numpy as np
 import pyarrow as pa
 
 from fv2es.media.failures import OK
-from fv2es.pipeline.packing import unpack_faces, unpack_pieces
 
 EMPTY = "empty"  # a decoded segment with none of the model's modalities in it
 
 
 def prob_column(emotion: str) -> str:
+    """The segment table's probability column of ``emotion``."""
     return f"prob_{emotion}"
 
 
 class ModelStage:
-    """Loads a checkpoint once (inference form: RepVGG folded, eval, ``inference_mode``) and
-    scores batches of segments of many videos together.
+    """Scores batches of segments of many videos together through a :class:`~fv2es.predict.Predictor`
+    (the checkpoint loaded once, in inference form: RepVGG folded, eval, ``inference_mode``).
 
     Run as an actor pool; on CUDA the forward pass runs under bf16 autocast. Rows that failed
     upstream pass through with null probabilities; a segment with no face frames, no audio and
@@ -30,35 +30,20 @@ class ModelStage:
                  threads: int = 1, batch_size: int = 16, bf16: bool = True):
         import torch
 
-        from fv2es.models import Collate, load_checkpoint
+        from fv2es.predict import Predictor
 
         if not device.startswith("cuda"):
             torch.set_num_threads(max(1, threads))
-        ckpt = load_checkpoint(checkpoint_uri, device=device, storage_options=storage_options)
-        self.model, self.model_id = ckpt.model, ckpt.model_id
-        self.emotions = list(ckpt.config.emotions)
-        self.thresholds = ckpt.thresholds or [0.5] * len(self.emotions)
-        self.softmax = ckpt.extra.get("loss") == "ce"
-        self.modalities = ckpt.config.modalities
-        self.collate = Collate(ckpt.config.text_model, ckpt.config.text_max_len)
-        self.device, self.batch_size, self.bf16 = torch.device(device), batch_size, bf16
+        self.predictor = Predictor.from_checkpoint(checkpoint_uri, device=device, storage_options=storage_options,
+                                                   dtype=None if bf16 else torch.float32)
+        self.emotions = self.predictor.emotions
+        self.modalities = self.predictor.config.modalities
+        self.batch_size = batch_size
 
     def _present(self, row: dict) -> bool:
         return (("t" in self.modalities and bool((row["text"] or "").strip()))
                 or ("a" in self.modalities and row["piece_count"] > 0)
                 or ("v" in self.modalities and row["frames_sampled"] > 0))
-
-    def _forward(self, rows: list[dict]) -> np.ndarray:
-        import torch
-
-        samples = [{"text": r["text"], "faces": unpack_faces(r["faces"]), "pieces": unpack_pieces(r["pieces"])}
-                   for r in rows]
-        x = self.collate(samples).to(self.device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16 and self.device.type == "cuda")
-        with torch.inference_mode(), autocast:
-            logits = self.model(x).float()
-        probs = torch.softmax(logits, -1) if self.softmax else torch.sigmoid(logits)
-        return probs.cpu().numpy()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
@@ -77,7 +62,7 @@ class ModelStage:
         start = time.perf_counter()
         for k in range(0, len(todo), self.batch_size):
             idx = todo[k : k + self.batch_size]
-            probs[idx] = self._forward([rows[i] for i in idx])
+            probs[idx] = self.predictor.predict_rows([rows[i] for i in idx])
         per_row_ms = (time.perf_counter() - start) * 1000 / max(1, len(todo))
         scored = np.zeros(len(rows), bool)
         scored[todo] = True
@@ -86,14 +71,11 @@ class ModelStage:
         for j, emotion in enumerate(self.emotions):
             table = table.append_column(prob_column(emotion), pa.array(probs[:, j], pa.float64(), mask=~scored))
         top = [self.emotions[int(np.argmax(p))] if ok else None for p, ok in zip(probs, scored)]
-        if self.softmax:
-            predicted = [[t] if t else None for t in top]
-        else:
-            predicted = [[e for e, p, th in zip(self.emotions, ps, self.thresholds) if p >= th] if ok else None
-                         for ps, ok in zip(probs, scored)]
+        decided = self.predictor.decide(probs)
+        predicted = [d if ok else None for d, ok in zip(decided, scored)]
         table = table.append_column("top_emotion", pa.array(top, pa.string()))
         table = table.append_column("predicted", pa.array(predicted, pa.list_(pa.string())))
-        table = table.append_column("model_id", pa.array([self.model_id] * len(rows), pa.string()))
+        table = table.append_column("model_id", pa.array([self.predictor.model_id] * len(rows), pa.string()))
         table = table.append_column("status", pa.array(status, pa.string()))
         table = table.append_column("error", pa.array(error, pa.string()))
         return table.append_column("model_ms", pa.array(np.where(scored, per_row_ms, 0.0), pa.float64()))

@@ -35,7 +35,10 @@ FAULT_ENV = "FV2ES_FAULT_EXIT_AFTER_PARTS"
 
 
 class ScoreOutput:
-    """Reads and writes one output location."""
+    """Reads and writes one output location: the one owner of the scoring output's layout.
+
+    ``metadata`` (writing only) goes into every Parquet file's schema metadata.
+    """
 
     def __init__(self, uri: str, storage_options: dict | None = None, metadata: dict[str, str] | None = None):
         self.uri = uri.rstrip("/")
@@ -48,13 +51,18 @@ class ScoreOutput:
         return posixpath.join(self.root, *parts)
 
     def is_complete(self) -> bool:
+        """Whether the completion marker is there (else the output is incomplete, whatever is there)."""
         return self.fs.exists(self._path(SUCCESS))
 
-    def success(self) -> dict:
+    def success(self) -> dict | None:
+        """The counts in ``_SUCCESS``; None for an incomplete output."""
+        if not self.is_complete():
+            return None
         with self.fs.open(self._path(SUCCESS), "r") as f:
             return json.load(f)
 
     def part_files(self) -> list[str]:
+        """The committed segment parts, sorted."""
         folder = self._path("segments")
         if not self.fs.exists(folder):
             return []
@@ -88,18 +96,40 @@ class ScoreOutput:
         return final
 
     def write_part(self, table: pa.Table) -> str:
+        """Commit one part of whole videos' segment rows; returns its path."""
         self._parts += 1
         path = self._commit(table, f"segments/part-{self.run_id}-{self._parts:05d}.parquet")
         if self._parts == int(os.environ.get(FAULT_ENV, "0")):
             os._exit(137)  # fault injection for tests: die as a SIGKILL would, right after a commit
         return path
 
-    def read_segments(self) -> pa.Table:
+    def segment_schema(self) -> pa.Schema | None:
+        """The schema of the segment table (that of its first part); None when nothing is committed."""
+        parts = self.part_files()
+        if not parts:
+            return None
+        with self.fs.open(parts[0], "rb") as f:
+            return pq.read_schema(f)
+
+    def metadata_of_parts(self) -> dict[str, str]:
+        """The ``fv2es.*`` metadata the job wrote into the parts (version, emotions, model, config)."""
+        schema = self.segment_schema()
+        return {k.decode(): v.decode() for k, v in ((schema.metadata or {}) if schema else {}).items()}
+
+    def read_segments(self, columns: list[str] | None = None) -> pa.Table | None:
+        """Every committed segment row (``columns`` only, when given); None when nothing is committed."""
         tables = []
         for part in self.part_files():
             with self.fs.open(part, "rb") as f:
-                tables.append(pq.read_table(f))
+                tables.append(pq.read_table(f, columns=columns))
         return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+    def read_videos(self) -> pa.Table | None:
+        """The per-video table; None until the job has finished (see :func:`summarize_videos`)."""
+        if not self.fs.exists(self._path("videos.parquet")):
+            return None
+        with self.fs.open(self._path("videos.parquet"), "rb") as f:
+            return pq.read_table(f)
 
     def finish(self, videos: pa.Table, counts: dict) -> None:
         """Write the per-video table, then the marker that says the output is complete."""
@@ -126,6 +156,7 @@ class VideoCollector:
         self.seconds = 0.0
 
     def add(self, batch: pa.Table) -> None:
+        """Take a batch of scored segment rows; commit a part when enough whole videos are ready."""
         batch = batch.select(self.columns)
         # A job is one video, or one speaker of it (IEMOCAP dialogs: each actor's utterances).
         keys = list(zip(batch.column("video_uri").to_pylist(),

@@ -1,47 +1,39 @@
-"""Example rows (the preprocess shards) -> model batches, and batched prediction."""
+"""Example rows (the preprocess shards) -> model batches, and batched prediction over them."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from fv2es.models.inputs import Collate, ModelInputs
-from fv2es.pipeline.packing import unpack_faces, unpack_pieces
-
-# What training reads of each example (the rest of the shard is for people and the report).
-TRAIN_COLUMNS = ["id", "split", "target", "text", "faces", "pieces", "status"]
+from fv2es.predict import Predictor, samples_from_rows
 
 
 class ExampleCollate:
-    """pyarrow batch of example rows -> (:class:`ModelInputs`, targets (B, E) float32)."""
+    """pyarrow batch of example rows -> (:class:`ModelInputs`, targets (B, E) float32).
+
+    The inputs are built exactly as :class:`~fv2es.predict.Predictor` builds them for scoring.
+    """
 
     def __init__(self, text_model: str, max_len: int):
         self.collate = Collate(text_model, max_len)
 
     def __call__(self, batch: pa.Table) -> tuple[ModelInputs, torch.Tensor]:
         rows = batch.select(["text", "faces", "pieces", "target"]).to_pylist()
-        samples = [{"text": r["text"], "faces": unpack_faces(r["faces"]), "pieces": unpack_pieces(r["pieces"])}
-                   for r in rows]
         targets = torch.tensor(np.array([r["target"] for r in rows], dtype=np.float32))
-        return self.collate(samples), targets
+        return self.collate(samples_from_rows(rows)), targets
 
 
-def predict(model, batches, collate: ExampleCollate, device, softmax: bool = False, bf16: bool = True):
-    """Probabilities and targets, (N, E) numpy each, of a model (eval mode) over pyarrow batches."""
+def predict(predictor: Predictor, batches: Iterable[pa.Table], collate: ExampleCollate) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and targets, (N, E) numpy each, of a predictor over batches of example rows."""
     probs, targets = [], []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and torch.device(device).type == "cuda")
-    with torch.inference_mode(), autocast:
-        for batch in batches:
-            x, y = collate(batch)
-            logits = model(x.to(device)).float()
-            probs.append((torch.softmax(logits, -1) if softmax else torch.sigmoid(logits)).cpu().numpy())
-            targets.append(y.numpy())
+    for batch in batches:
+        x, y = collate(batch)
+        probs.append(predictor.probabilities(x))
+        targets.append(y.numpy())
     if not probs:
         return np.zeros((0, 0)), np.zeros((0, 0))
     return np.concatenate(probs), np.concatenate(targets)
-
-
-def table_batches(table: pa.Table, batch_size: int):
-    for start in range(0, table.num_rows, batch_size):
-        yield table.slice(start, batch_size)

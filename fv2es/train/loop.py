@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fv2es.config import config_from_dict
+from fv2es.config import Config, config_from_dict
 from fv2es.models import create_model, save_checkpoint
+from fv2es.models.checkpoint import activation_for_loss
+from fv2es.predict import Predictor
 from fv2es.train.data import ExampleCollate, predict
 from fv2es.train.metrics import evaluate
 
@@ -64,6 +66,11 @@ def _maybe_fail(epoch: int, rank: int) -> None:
 
 
 def train_loop(loop_config: dict) -> None:
+    """One Ray Train worker: train, validate and checkpoint epoch by epoch (see the module doc).
+
+    ``loop_config`` holds the run's ``config`` (a dict), the ``dataset`` kind, the BCE
+    ``pos_weight`` and the optional ``init_checkpoint`` / ``init_modalities``.
+    """
     import ray.train
     import ray.train.torch
     import torch.distributed as dist
@@ -170,15 +177,21 @@ def _eval_batches(split: str) -> list:
     return _EVAL_CACHE[split]
 
 
-def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch):
-
+def validation_predictor(raw, cfg: Config, device, collate: ExampleCollate | None = None) -> Predictor:
+    """The model as scoring will load it from this epoch's checkpoint: a folded (RepVGG
+    single-branch) eval copy, with the activation the checkpoint records for this loss."""
     folded = copy.deepcopy(raw).reparameterize().eval()
-    softmax = cfg.train.loss == "ce"
+    return Predictor(folded, cfg.model, activation=activation_for_loss(cfg.train.loss), device=device,
+                     dtype=None if cfg.train.bf16 else torch.float32, collate=collate.collate if collate else None)
+
+
+def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch):
+    predictor = validation_predictor(raw, cfg, device, collate)
     emotions, dataset = list(cfg.model.emotions), loop_config["dataset"]
     started = time.time()
-    probs, targets = predict(folded, _eval_batches("valid"), collate, device, softmax, cfg.train.bf16)
+    probs, targets = predict(predictor, _eval_batches("valid"), collate)
     valid_metrics, thresholds = evaluate(probs, targets, emotions, dataset, None, cfg.train.loss)
-    probs, targets = predict(folded, _eval_batches("test"), collate, device, softmax, cfg.train.bf16)
+    probs, targets = predict(predictor, _eval_batches("test"), collate)
     test_metrics, _ = evaluate(probs, targets, emotions, dataset, thresholds, cfg.train.loss)
     row = {**row, **{f"valid_{k}": v for k, v in valid_metrics.items()},
            **{f"test_{k}": v for k, v in test_metrics.items()}, "eval_seconds": time.time() - started,
@@ -196,11 +209,18 @@ def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch):
     return row, state
 
 
-def _save(folder, raw, optimizer, scheduler, state, row, cfg, loop_config) -> None:
-    extra = {"epoch": row["epoch"], "loss": cfg.train.loss, "dataset": loop_config["dataset"],
+def save_model(path: str, raw, cfg: Config, row: dict, dataset: str) -> str:
+    """Write an epoch's model checkpoint: its validated thresholds, the activation of its loss and
+    the epoch's metrics; returns the model id."""
+    extra = {"epoch": row["epoch"], "loss": cfg.train.loss, "dataset": dataset,
              "valid": {k[6:]: v for k, v in row.items() if k.startswith("valid_")},
              "test": {k[5:]: v for k, v in row.items() if k.startswith("test_")}}
-    save_checkpoint(os.path.join(folder, "model.safetensors"), raw, thresholds=row["thresholds"], extra=extra)
+    return save_checkpoint(path, raw, thresholds=row["thresholds"], activation=activation_for_loss(cfg.train.loss),
+                           extra=extra)
+
+
+def _save(folder, raw, optimizer, scheduler, state, row, cfg, loop_config) -> None:
+    save_model(os.path.join(folder, "model.safetensors"), raw, cfg, row, loop_config["dataset"])
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None},
                os.path.join(folder, "train_state.pt"))
     Path(folder, "state.json").write_text(json.dumps(state))

@@ -21,9 +21,10 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
+    "HEADLINE",
     "LOSSES",
     "THRESHOLD_GRID",
     "argmax_metrics",
@@ -40,7 +41,11 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 # The losses the seed trains with; see :func:`evaluate` for how each is evaluated.
 LOSSES = ("bce", "ce")
 
-# Threshold of an emotion that has no positive rows to tune on (and of every emotion under ``ce``).
+# The metrics printed after training and evaluation (every metric is recorded).
+HEADLINE = ("acc", "avg_f1", "avg_auc", "avg_acc", "avg_wacc")
+
+# The one default decision threshold: of an emotion that has no positive rows to tune on, of every
+# emotion under ``ce``, and of a checkpoint saved without validated thresholds (fv2es.predict).
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -106,6 +111,8 @@ def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
 
 def _auc(scores: np.ndarray, true: np.ndarray) -> float:
     """ROC-AUC of one emotion; NaN when its targets hold a single class."""
+    from sklearn.metrics import roc_auc_score  # here: scoring imports this module for DEFAULT_THRESHOLD only
+
     if true.all() or not true.any():
         return float("nan")
     return float(roc_auc_score(true.astype(np.int64), scores))

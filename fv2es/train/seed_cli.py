@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from fv2es.errors import UserError
+
 MODALITIES = "tav"
 SEED_MODEL = "mme2e"  # the seed's name for the FV2ES network; its other names are baselines we do not ship
 SEED_DATASETS = ("iemocap", "mosei")
@@ -108,7 +110,7 @@ _UNUSED = ("feature_dim", "num_layers", "hidden_size", "bidirectional", "gru")  
 _HAND_CRAFTED = ("hand_crafted", "hfc_sizes", "audio_feature_type")
 
 
-class SeedFlagError(ValueError):
+class SeedFlagError(UserError, ValueError):
     """A seed flag that FV2ES cannot honour; the message names the flag."""
 
 
@@ -161,12 +163,6 @@ def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
     for flags, kwargs in SEED_OPTIONS:
         default = False if kwargs.get("action") == "store_true" else None
         group.add_argument(*flags, default=default, **kwargs)
-
-
-def seed_overrides(args: argparse.Namespace, cuda_available: bool | None = None) -> tuple[list[str], list[str]]:
-    """The config overrides and notes for the seed flags in ``args`` (see :func:`seed_request`)."""
-    request = seed_request(args, cuda_available)
-    return list(request.overrides), list(request.notes)
 
 
 def seed_request(args: argparse.Namespace, cuda_available: bool | None = None) -> SeedRequest:

@@ -1,25 +1,34 @@
+from collections import Counter
+
 import pytest
 
+from fv2es.config import DataConfig
 from fv2es.data.splits import (
     assign_random_splits,
     assign_split_lists,
     mesm_split_files,
     read_split_lists,
-    split_counts,
     split_sizes,
 )
 from fv2es.data.utterance import Utterance
+
+SEED_FRACTIONS = DataConfig().split_ratios  # the one default: the seed's 70/10/20
 
 
 def utterances(n, labels=lambda i: ()):
     return [Utterance(id=f"u{i:03d}", video_uri=f"v{i}.mp4", labels=labels(i)) for i in range(n)]
 
 
+def split_counts(rows):
+    return dict(Counter(u.split for u in rows))
+
+
 def test_split_sizes_are_exact_and_sum_to_n():
-    assert split_sizes(100) == (70, 10, 20)
-    assert split_sizes(7380) == (5166, 738, 1476)
+    assert SEED_FRACTIONS == (0.7, 0.1, 0.2)
+    assert split_sizes(100, SEED_FRACTIONS) == (70, 10, 20)
+    assert split_sizes(7380, SEED_FRACTIONS) == (5166, 738, 1476)
     for n in range(0, 50):
-        sizes = split_sizes(n)
+        sizes = split_sizes(n, SEED_FRACTIONS)
         assert sum(sizes) == n and all(abs(s - n * f) < 1 for s, f in zip(sizes, (0.7, 0.1, 0.2)))
     assert split_sizes(10, (0.5, 0.25, 0.25)) == (5, 3, 2)
     with pytest.raises(ValueError, match="summing to 1"):
@@ -27,31 +36,31 @@ def test_split_sizes_are_exact_and_sum_to_n():
 
 
 def test_random_split_has_exact_proportions_for_100():
-    out = assign_random_splits(utterances(100), seed=0)
+    out = assign_random_splits(utterances(100), SEED_FRACTIONS, seed=0)
     assert split_counts(out) == {"train": 70, "valid": 10, "test": 20}
     assert [u.id for u in out] == [u.id for u in utterances(100)]  # input order kept
 
 
 def test_random_split_is_deterministic_by_seed_and_ignores_input_order():
     rows = utterances(100)
-    first = {u.id: u.split for u in assign_random_splits(rows, seed=7)}
-    again = {u.id: u.split for u in assign_random_splits(rows, seed=7)}
-    reversed_order = {u.id: u.split for u in assign_random_splits(rows[::-1], seed=7)}
-    other_seed = {u.id: u.split for u in assign_random_splits(rows, seed=8)}
+    first = {u.id: u.split for u in assign_random_splits(rows, SEED_FRACTIONS, seed=7)}
+    again = {u.id: u.split for u in assign_random_splits(rows, SEED_FRACTIONS, seed=7)}
+    reversed_order = {u.id: u.split for u in assign_random_splits(rows[::-1], SEED_FRACTIONS, seed=7)}
+    other_seed = {u.id: u.split for u in assign_random_splits(rows, SEED_FRACTIONS, seed=8)}
     assert first == again == reversed_order
     assert first != other_seed
 
 
 def test_stratified_split_splits_each_class_in_proportion():
     rows = utterances(100, labels=lambda i: ("ang",) if i < 50 else ("neu",))
-    out = assign_random_splits(rows, seed=3, stratify=True)
+    out = assign_random_splits(rows, SEED_FRACTIONS, seed=3, stratify=True)
     for label in ("ang", "neu"):
         assert split_counts(u for u in out if u.labels == (label,)) == {"train": 35, "valid": 5, "test": 10}
 
 
 def test_random_split_rejects_duplicate_ids():
     with pytest.raises(ValueError, match="duplicate utterance ids"):
-        assign_random_splits(utterances(3) + utterances(1))
+        assign_random_splits(utterances(3) + utterances(1), SEED_FRACTIONS)
 
 
 def test_split_lists_from_files(tmp_path):

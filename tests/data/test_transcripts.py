@@ -12,7 +12,6 @@ from fv2es.data.transcripts import (
     parse_vtt,
     read_sidecar,
     text_for_span,
-    text_from_column,
 )
 from fv2es.media.failures import BAD_SIDECAR, MediaError
 from tests.data.conftest import IEMOCAP_TEXT
@@ -173,25 +172,21 @@ def test_decode_text_handles_bom_utf16_and_cp1252():
     assert decode_text("café".encode("cp1252")) == "café"
 
 
-def test_text_from_column():
-    assert text_from_column({"text": "  hi  "}) == "hi"
-    assert text_from_column({"text": None}) == ""
-    assert text_from_column({"text": float("nan")}) == ""
-    assert text_from_column({}) == ""
-    assert text_from_column({"caption": "x"}, column="caption") == "x"
-
-
-def test_text_for_span_assigns_each_cue_to_one_span_by_midpoint():
+def test_text_for_span_gives_a_cue_to_every_span_it_overlaps():
     cues = [
         Segment(0.0, 2.0, "a"),
         Segment(1.5, 4.5, "b"),
         Segment(5.0, 6.0, "c"),
         Segment(None, None, "all"),
     ]
-    assert text_for_span(cues, 0.0, 3.0) == "a all"  # b's midpoint is 3.0: not in [0, 3) ...
-    assert text_for_span(cues, 3.0, 6.0) == "b c all"  # ... but in [3, 6), and only there
+    assert text_for_span(cues, 0.0, 3.0) == "a b all"  # b straddles 3.0: it is in [0, 3) ...
+    assert text_for_span(cues, 3.0, 6.0) == "b c all"  # ... and in [3, 6)
     assert text_for_span(cues) == "a b c all"
-    assert text_for_span(cues[:3], start=4.0) == "c"
+    assert text_for_span(cues[:3], start=4.0) == "b c"
+    assert text_for_span(cues[:3], 2.0, 5.0) == "b"  # a ends and c starts on the edges: touching is not overlapping
+    assert text_for_span(cues[:3], 4.5, 5.0) == ""
+    assert text_for_span([Segment(3.0, 3.0, "instant")], 3.0, 4.0) == "instant"
+    assert text_for_span([Segment(3.0, 3.0, "instant")], 2.0, 3.0) == ""
 
 
 def test_iemocap_transcription_from_the_real_file():

@@ -1,9 +1,11 @@
+from dataclasses import fields
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fv2es.data.utterance import Utterance, utterance_schema, utterances_to_table
+from fv2es.data.utterance import Utterance
 
 FULL = Utterance(
     id="Ses01F_impro01_M003",
@@ -29,7 +31,7 @@ def test_defaults_mean_whole_video_no_text_unlabelled():
 def test_dict_round_trip():
     row = FULL.to_dict()
     assert row["labels"] == ["fru"] and isinstance(row["labels"], list)
-    assert list(row) == utterance_schema().names
+    assert list(row) == [f.name for f in fields(Utterance)]
     assert Utterance.from_dict(row) == FULL
     assert Utterance.from_dict(BARE.to_dict()) == BARE
     assert Utterance(id="x", video_uri="v", labels=["a", "b"]).labels == ("a", "b")
@@ -60,8 +62,7 @@ def test_from_dict_reads_what_ray_and_pandas_hand_back():
 
 
 def test_arrow_and_parquet_round_trip(tmp_path):
-    table = utterances_to_table([FULL, BARE])
-    assert table.schema == utterance_schema()
+    table = pa.Table.from_pylist([FULL.to_dict(), BARE.to_dict()])
     assert table.column("labels").type == pa.list_(pa.string())
     pq.write_table(table, tmp_path / "u.parquet")
     back = pq.read_table(tmp_path / "u.parquet")
@@ -100,7 +101,7 @@ def ray_local():
 @pytest.mark.slow
 def test_rows_survive_ray_data_in_every_batch_format(ray_local):
     rows = [FULL, BARE]
-    ds = ray_local.data.from_arrow(utterances_to_table(rows))
+    ds = ray_local.data.from_arrow(pa.Table.from_pylist([u.to_dict() for u in rows]))
     assert [Utterance.from_dict(r) for r in ds.take_all()] == rows
     for batch_format in ("pyarrow", "pandas", "numpy"):
         mapped = ds.map_batches(lambda batch: batch, batch_format=batch_format, batch_size=2)

@@ -98,12 +98,13 @@ def test_paper_parameter_counts(tiny_config):
     assert (audio_first.in_features, audio_first.out_features) == (32768, 1024)
     assert (visual_first.in_features, visual_first.out_features) == (4608, 1024)
     assert model.audio.proj[3].out_features == paper.trans_dim == 64
-    # The whole visual branch of the paper in training form: stem + five RepVGG blocks + projection.
-    stem = 5 * 5 * 3 * 64 + 2 * 64
+    # The whole visual branch of the paper in training form: stem (conv with bias, as the seed's)
+    # + five RepVGG blocks + projection.
+    stem = 5 * 5 * 3 * 64 + 64 + 2 * 64
     blocks = sum(9 * a * b + a * b + 4 * b + (2 * b if a == b else 0)
                  for a, b in [(64, 64), (64, 64), (64, 128), (128, 256), (256, 512)])
     proj = 4608 * 1024 + 1024 + 1024 * 64 + 64
-    assert sum(p.numel() for p in model.visual.parameters()) == stem + blocks + proj == 6_596_736
+    assert sum(p.numel() for p in model.visual.parameters()) == stem + blocks + proj == 6_596_800
 
 
 def test_loss_decreases_when_overfitting_a_small_batch(tiny_config, collate):
@@ -145,8 +146,8 @@ def test_missing_modality_is_masked_out_of_fusion(tiny_model, collate):
     with torch.no_grad():
         per_mod, present = tiny_model.modality_logits(x)
         fused = tiny_model(x)
-        order = tiny_model.modalities  # "tav"
-        assert present.tolist() == [[True, True, False], [True, False, True], [False, True, True], [True] * 3]
+        order = tiny_model.modalities  # the seed's stacking order: text, visual, audio
+        assert present.tolist() == [[True, False, True], [True, True, False], [False, True, True], [True] * 3]
         w = tiny_model.fusion.weight[0]
         expected = (per_mod * present[:, None, :]).matmul(w)
         torch.testing.assert_close(fused, expected)
@@ -154,7 +155,7 @@ def test_missing_modality_is_masked_out_of_fusion(tiny_model, collate):
         for p in tiny_model.visual.parameters():
             p.add_(torch.randn_like(p))
         changed = tiny_model(x)
-    assert order == "tav"
+    assert order == "tva"
     torch.testing.assert_close(changed[0], fused[0])
     assert not torch.allclose(changed[3], fused[3])
 

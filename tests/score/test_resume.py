@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def score(inp, out, checkpoint, **popen):
     cmd = [sys.executable, "-m", "fv2es.cli", "score", "--input", str(inp), "--output", str(out),
-           "--checkpoint", checkpoint, "model.preset=fv2es_tiny", "score.part_videos=1", "score.batch_size=1",
+           "--checkpoint", checkpoint, "model.preset=fv2es_tiny", "score.part_videos=1", "resources.model_batch_size=1",
            "decode.max_side=320"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 

@@ -1,6 +1,6 @@
 import dataclasses
-import io
 import json
+import logging
 import shutil
 
 import fsspec
@@ -32,11 +32,12 @@ def read_outputs(out):
     return segments, videos, json.loads((out / "_SUCCESS").read_text())
 
 
-def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path):
+def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path,
+                                                           caplog):
     root = with_bad_inputs(demo_corpus, tmp_path)
     out = tmp_path / "out"
-    log = io.StringIO()
-    counts = run_score(tiny_cfg, ScoreRequest(str(root), str(out), checkpoint), out=log)
+    with caplog.at_level(logging.INFO, logger="fv2es"):
+        counts = run_score(tiny_cfg, ScoreRequest(str(root), str(out), checkpoint))
     segments, videos, success = read_outputs(out)
 
     assert counts == success
@@ -54,6 +55,7 @@ def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_cor
         row = rows[f"{vid}.mp4"]
         assert row["status"] == "ok" and row["error"] == ""
         assert row["text"] == expected["text"]
+        assert (row["text_source"], row["language"], row["asr_confidence"]) == ("caption", None, None)
         assert row["end"] == pytest.approx(expected["end"], abs=0.05)
         assert row["frames_sampled"] >= 3 and row["faces_found"] >= 2 and row["piece_count"] >= 4
         probs = [row[p] for p in PROBS]
@@ -65,26 +67,27 @@ def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_cor
     assert json.loads(meta[b"fv2es.emotions"]) == EMOTIONS
     assert meta[b"fv2es.model_id"].decode() == success["model_id"]
     assert b"fv2es.version" in meta and b"fv2es.config" in meta
-    text = log.getvalue()
+    text = caplog.text
     assert "inputs 9 | ok 6 | failed 3" in text and "video-s per wall second" in text
 
 
 def test_manifest_segments_are_scored_as_given(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path):
-    cfg = dataclasses.replace(tiny_cfg, score=dataclasses.replace(tiny_cfg.score, segments="window", window_s=1.0))
+    cfg = dataclasses.replace(tiny_cfg, segments=dataclasses.replace(tiny_cfg.segments, mode="window", window_s=1.0))
     out = tmp_path / "out"
-    run_score(cfg, ScoreRequest(str(demo_corpus / "manifest.jsonl"), str(out), checkpoint), out=io.StringIO())
+    run_score(cfg, ScoreRequest(str(demo_corpus / "manifest.jsonl"), str(out), checkpoint))
     segments, videos, success = read_outputs(out)
     assert success["videos"] == 6 and success["videos_failed"] == 0
     # The demo manifest gives each clip's start and end: given segments win over the window mode.
     assert sorted(segments.column("utterance_id").to_pylist()) == [f"clip_{i:05d}" for i in range(6)]
     assert all(t for t in segments.column("text").to_pylist())  # the manifest's text on every window
+    assert set(segments.column("text_source").to_pylist()) == {"manifest"}
 
 
 def test_window_mode_on_a_folder_splits_and_weights_by_duration(ray_cluster, demo_corpus, checkpoint, tiny_cfg,
                                                                  tmp_path):
-    cfg = dataclasses.replace(tiny_cfg, score=dataclasses.replace(tiny_cfg.score, segments="window", window_s=1.0))
+    cfg = dataclasses.replace(tiny_cfg, segments=dataclasses.replace(tiny_cfg.segments, mode="window", window_s=1.0))
     out = tmp_path / "out"
-    run_score(cfg, ScoreRequest(str(demo_corpus), str(out), checkpoint), out=io.StringIO())
+    run_score(cfg, ScoreRequest(str(demo_corpus), str(out), checkpoint))
     segments, videos, _ = read_outputs(out)
     seg = segments.to_pandas()
     assert seg.groupby("video_uri").size().tolist() == seg.groupby("video_uri")["segment_count"].first().tolist()
@@ -105,7 +108,7 @@ def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, tiny_cfg, s
         s3.pipe_file(f"data/archive/{clip.name}", clip.read_bytes())
     s3.pipe_file("data/archive/broken.mp4", b"\x00" * 100)
     req = ScoreRequest("s3://data/archive", "s3://data/scores", checkpoint, storage_options=s3_endpoint)
-    counts = run_score(tiny_cfg, req, out=io.StringIO())
+    counts = run_score(tiny_cfg, req)
     assert (counts["inputs"], counts["videos_ok"], counts["videos_failed"]) == (7, 6, 1)
     with s3.open("data/scores/videos.parquet", "rb") as f:
         videos = pq.read_table(f).to_pylist()
@@ -117,23 +120,25 @@ def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, tiny_cfg, s
 
 
 def test_rerun_of_a_complete_output_is_a_no_op_and_new_inputs_are_added(ray_cluster, demo_corpus, checkpoint,
-                                                                       tiny_cfg, tmp_path):
+                                                                       tiny_cfg, tmp_path, caplog):
     root = tmp_path / "in"
     root.mkdir()
     for clip in sorted(demo_corpus.glob("clip_0000[0-2].*")):
         shutil.copy(clip, root / clip.name)
     out = tmp_path / "out"
     req = ScoreRequest(str(root), str(out), checkpoint)
-    run_score(tiny_cfg, req, out=io.StringIO())
+    run_score(tiny_cfg, req)
     parts = sorted((out / "segments").iterdir())
-    log = io.StringIO()
-    assert run_score(tiny_cfg, req, out=log)["videos"] == 3
-    assert "already complete" in log.getvalue() and sorted((out / "segments").iterdir()) == parts
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fv2es"):
+        assert run_score(tiny_cfg, req)["videos"] == 3
+    assert "already complete" in caplog.text and sorted((out / "segments").iterdir()) == parts
     for clip in sorted(demo_corpus.glob("clip_0000[3-4].*")):
         shutil.copy(clip, root / clip.name)
-    log = io.StringIO()
-    counts = run_score(tiny_cfg, req, out=log)
-    assert "scoring 2 of 5 videos (3 already done)" in log.getvalue()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fv2es"):
+        counts = run_score(tiny_cfg, req)
+    assert "scoring 2 of 5 videos (3 already done)" in caplog.text
     segments, videos, _ = read_outputs(out)
     assert counts["videos"] == 5 and segments.num_rows == 5 and videos.num_rows == 5
     assert len(set(segments.column("video_uri").to_pylist())) == 5
@@ -153,3 +158,17 @@ def test_cli_errors_are_clear_and_exit_2(tmp_path, checkpoint, capsys):
     assert main(["score", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
                  "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_a_speech_model_that_cannot_load_fails_the_job_before_any_video_is_read(tmp_path, checkpoint, capsys):
+    from fv2es.cli import main
+
+    assert main(["score", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o"),
+                 "--checkpoint", checkpoint, f"asr.model={tmp_path / 'no-whisper'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    # One line about the model; the input (which does not exist either) was never looked at.
+    assert len(err.splitlines()) == 1 and "asr.model" in err and "no-whisper" in err and "nowhere" not in err
+    assert not (tmp_path / "o").exists()
+    assert main(["score", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o"),
+                 "--checkpoint", checkpoint, f"asr.model={tmp_path / 'no-whisper'}", "asr.mode=never"]) == 2
+    assert "does not exist" in capsys.readouterr().err  # never: the model is not needed, the input is checked

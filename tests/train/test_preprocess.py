@@ -12,7 +12,8 @@ from fv2es.emotions import IEMOCAP_EMOTIONS
 from fv2es.media.encode import write_clip
 from fv2es.media.spectrogram import num_pieces
 from fv2es.pipeline.packing import unpack_faces, unpack_pieces
-from fv2es.preprocess import EXAMPLE_COLUMNS, PreprocessRequest, read_examples, run_preprocess
+from fv2es.preprocess import PreprocessRequest, run_preprocess
+from fv2es.shards import EXAMPLE_COLUMNS, EXAMPLE_SCHEMA, ExampleShards
 
 from ..data.conftest import IEMOCAP_LABEL, IEMOCAP_TEXT
 
@@ -30,8 +31,9 @@ def test_demo_corpus_shards(demo_shards):
         assert meta["class_counts"][split] == {e: expected[e] for e in IEMOCAP_EMOTIONS}
     assert meta["emotions"] == list(IEMOCAP_EMOTIONS)
     assert meta["shard_bytes_per_utterance_second"] > 1000
-    table = read_examples(str(shards))
+    table = ExampleShards(str(shards)).read()
     assert table.column_names == EXAMPLE_COLUMNS and table.num_rows == 90
+    assert table.schema.remove_metadata() == EXAMPLE_SCHEMA
     for row in table.to_pylist():
         source = manifest[row["id"]]
         assert row["labels"] == [source["label"]] and row["split"] == source["split"]

@@ -12,7 +12,6 @@ from fv2es.train.seed_cli import (
     SeedFlagError,
     SeedRequest,
     add_seed_arguments,
-    seed_overrides,
     seed_request,
 )
 
@@ -79,21 +78,20 @@ def readme_argv() -> list[str]:
 def test_readme_command_maps_onto_config_overrides():
     args = seed_parser().parse_args(readme_argv())
     assert args.learning_rate == 4.5e-6 and args.modalities == "tav" and args.cuda == "0"
-    overrides, notes = seed_overrides(args, cuda_available=False)
-    assert overrides == README_OVERRIDES
-    assert notes == [
+    req = seed_request(args, cuda_available=False)
+    assert list(req.overrides) == README_OVERRIDES
+    assert list(req.notes) == [
         "--img-interval=500: sets decode.img_interval_ms, which only affects preprocessing; "
         "shards already hold sampled frames",
         "--cuda=0: no CUDA device: training on CPU",
     ]
-    req = seed_request(args, cuda_available=False)
     assert (req.num_emotions, req.valid_only, req.test_only, req.ckpt, req.ckpt_mod) == (6, False, False, None, None)
     assert not req.evaluate_only
 
 
 @pytest.mark.parametrize("config", ["paper.yaml", "tiny.yaml"])
 def test_readme_overrides_give_the_seed_configuration(config):
-    overrides, _ = seed_overrides(seed_parser().parse_args(readme_argv()), cuda_available=False)
+    overrides = seed_request(seed_parser().parse_args(readme_argv()), cuda_available=False).overrides
     cfg = load_config(CONFIGS / config, overrides)
     assert cfg.train.lr == pytest.approx(4.5e-6) and isinstance(cfg.train.lr, float)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.early_stop) == (30, 2, 6)
@@ -112,7 +110,7 @@ def test_readme_command_beside_config_and_key_value_overrides():
     args = parse("--config configs/tiny.yaml " + " ".join(readme_argv()) + " train.seed=3", with_config=True)
     assert args.config == "configs/tiny.yaml" and args.overrides == ["train.seed=3"]
     assert (args.cuda, args.clip) == ("0", None)  # -c (config) does not swallow -cu/-cl
-    assert seed_overrides(args, cuda_available=False)[0] == README_OVERRIDES
+    assert list(seed_request(args, cuda_available=False).overrides) == README_OVERRIDES
 
 
 def test_parser_registers_exactly_the_seed_flags():

@@ -1,6 +1,6 @@
 import dataclasses
-import io
 import json
+import logging
 import shlex
 
 import pyarrow.parquet as pq
@@ -8,7 +8,8 @@ import pytest
 
 from fv2es.cli import main
 from fv2es.models import load_checkpoint
-from fv2es.train.job import TrainRequest, run_evaluate, run_train
+from fv2es.train.evaluate import run_evaluate
+from fv2es.train.job import TrainRequest, run_train
 from fv2es.train.loop import FAULT_EPOCH_ENV, FAULT_MARKER_ENV
 
 pytestmark = pytest.mark.slow
@@ -30,28 +31,27 @@ def metrics_rows(run):
 def test_it_learns_each_modality_alone_and_together(demo_shards, tiny_cfg, modalities):
     """End to end: decoding, faces, spectrograms, text, labels, loss and metrics wired right."""
     cfg = configured(with_modalities(tiny_cfg, modalities), epochs=6, early_stop=6)
-    best = run_train(cfg, TrainRequest(str(demo_shards / "shards"), str(demo_shards / "runs"), f"learn-{modalities}"),
-                     out=io.StringIO())
+    best = run_train(cfg, TrainRequest(str(demo_shards / "shards"), str(demo_shards / "runs"), f"learn-{modalities}"))
     assert best["test_acc"] >= 0.9, best
     rows = metrics_rows(demo_shards / "runs" / f"learn-{modalities}")
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
 
 
-def test_two_workers_one_metrics_row_per_epoch(demo_shards, tiny_cfg):
+def test_two_workers_one_metrics_row_per_epoch(demo_shards, tiny_cfg, caplog):
     cfg = configured(with_modalities(tiny_cfg, "av"), epochs=2, num_workers=2, worker_cpus=0.5)
-    out = io.StringIO()
-    best = run_train(cfg, TrainRequest(str(demo_shards / "shards"), str(demo_shards / "runs"), "ddp"), out=out)
+    with caplog.at_level(logging.INFO, logger="fv2es"):
+        best = run_train(cfg, TrainRequest(str(demo_shards / "shards"), str(demo_shards / "runs"), "ddp"))
     run = demo_shards / "runs" / "ddp"
     table = pq.read_table(str(run / "metrics.parquet")).to_pylist()
     assert [r["epoch"] for r in table] == [0, 1]
     for row in table:
         assert row["train_utterances"] == 60  # both workers' shards together: the whole train split
         assert {"train_loss", "valid_avg_f1", "valid_acc", "test_avg_f1", "test_acc", "test_avg_auc"} <= set(row)
-    assert "best checkpoint: " in out.getvalue() and "test: acc" in out.getvalue()
+    assert "best checkpoint: " in caplog.text and "test: acc" in caplog.text
     ckpt = load_checkpoint(best["best_checkpoint"])
     assert ckpt.thresholds == best["thresholds"] and ckpt.extra["epoch"] == best["epoch"]
     # Evaluate-only on the best checkpoint reproduces the run's test metrics with its thresholds.
-    again = run_evaluate(best["best_checkpoint"], str(demo_shards / "shards"), "test", out=io.StringIO())
+    again = run_evaluate(best["best_checkpoint"], str(demo_shards / "shards"), "test")
     for key in ("acc", "avg_f1", "avg_auc"):
         assert again[key] == pytest.approx(best[f"test_{key}"], abs=1e-6)
 
@@ -61,7 +61,7 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(demo_shards, tiny_cf
     monkeypatch.setenv(FAULT_EPOCH_ENV, "2")
     monkeypatch.setenv(FAULT_MARKER_ENV, str(marker))
     cfg = configured(with_modalities(tiny_cfg, "v"), epochs=3)
-    run_train(cfg, TrainRequest(str(demo_shards / "shards"), str(tmp_path / "runs"), "faulty"), out=io.StringIO())
+    run_train(cfg, TrainRequest(str(demo_shards / "shards"), str(tmp_path / "runs"), "faulty"))
     assert marker.read_text() == "killed at epoch 2\n"
     rows = metrics_rows(tmp_path / "runs" / "faulty")
     assert [r["epoch"] for r in rows] == [0, 1, 2]
@@ -74,8 +74,8 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(demo_shards, tiny_cf
 def test_same_name_continues_a_stopped_run(demo_shards, tiny_cfg, tmp_path):
     shards, runs = str(demo_shards / "shards"), str(tmp_path / "runs")
     cfg = with_modalities(tiny_cfg, "a")
-    run_train(configured(cfg, epochs=1), TrainRequest(shards, runs, "cont"), out=io.StringIO())
-    best = run_train(configured(cfg, epochs=2), TrainRequest(shards, runs, "cont"), out=io.StringIO())
+    run_train(configured(cfg, epochs=1), TrainRequest(shards, runs, "cont"))
+    best = run_train(configured(cfg, epochs=2), TrainRequest(shards, runs, "cont"))
     rows = metrics_rows(tmp_path / "runs" / "cont")
     assert [r["epoch"] for r in rows] == [0, 1] and rows[1]["restores"] == 1
     assert best["epoch"] in (0, 1)
@@ -122,7 +122,7 @@ def test_run_and_checkpoints_on_s3(demo_shards, tiny_cfg, s3_endpoint):
 
     cfg = configured(with_modalities(tiny_cfg, "a"), epochs=1)
     req = TrainRequest(str(demo_shards / "shards"), "s3://data/runs", "s3run", storage_options=s3_endpoint)
-    best = run_train(cfg, req, out=io.StringIO())
+    best = run_train(cfg, req)
     assert best["best_checkpoint"] == "s3://data/runs/s3run/best.safetensors"
     s3 = fsspec.filesystem("s3", **s3_endpoint)
     assert s3.exists("data/runs/s3run/checkpoint_epoch_000/model.safetensors")

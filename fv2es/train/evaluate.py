@@ -1,0 +1,52 @@
+"""Evaluation of a checkpoint on one split of the example shards (no training, no Ray needed)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from fv2es.predict import Predictor
+from fv2es.shards import MODEL_COLUMNS, ExampleShards, table_batches
+from fv2es.storage import options_for
+from fv2es.train.data import ExampleCollate, predict
+from fv2es.train.metrics import HEADLINE, evaluate
+
+log = logging.getLogger(__name__)
+
+
+def predict_split(checkpoint_uri: str, data_uri: str, split: str, storage_options: dict | None = None,
+                  device: str = "cpu", batch_size: int = 32) -> tuple[Predictor, dict, np.ndarray, np.ndarray]:
+    """``(predictor, shards metadata, probs (N, E), targets (N, E))`` of a checkpoint on one split's
+    usable examples."""
+    predictor = Predictor.from_checkpoint(checkpoint_uri, device=device,
+                                          storage_options=options_for(checkpoint_uri, storage_options))
+    shards = ExampleShards(data_uri, storage_options)
+    info = shards.metadata()
+    if predictor.emotions != info["emotions"]:
+        raise ValueError(f"checkpoint emotions {predictor.emotions} != data emotions {info['emotions']}")
+    table = shards.read(MODEL_COLUMNS, split=split, usable=True)
+    if table.num_rows == 0:
+        raise ValueError(f"{data_uri}: no usable examples in split {split!r}")
+    collate = ExampleCollate(predictor.config.text_model, predictor.config.text_max_len)
+    probs, targets = predict(predictor, table_batches(table, batch_size), collate)
+    return predictor, info, probs, targets
+
+
+def run_evaluate(checkpoint_uri: str, data_uri: str, split: str, storage_options: dict | None = None,
+                 device: str = "cpu", batch_size: int = 32) -> dict:
+    """Metrics of a checkpoint on one split of a preprocess output.
+
+    On ``valid`` the thresholds are chosen there (as in training); on ``test`` the checkpoint's
+    validated thresholds are applied (the default threshold if it has none).
+    """
+    predictor, info, probs, targets = predict_split(checkpoint_uri, data_uri, split, storage_options, device,
+                                                    batch_size)
+    thresholds = None if split == "valid" else predictor.thresholds
+    loss = "ce" if predictor.single_label else "bce"
+    metrics, chosen = evaluate(probs, targets, predictor.emotions, info["dataset"], thresholds, loss)
+    log.info(f"{split}: {len(probs)} utterances, checkpoint {predictor.model_id}")
+    for key in HEADLINE:
+        if key in metrics:
+            log.info(f"  {key:<10} {metrics[key]:.4f}")
+    return {"split": split, "utterances": len(probs), "thresholds": [float(t) for t in chosen], **metrics}

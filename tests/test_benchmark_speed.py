@@ -1,0 +1,104 @@
+"""benchmarks/speed.py at a tiny size: the JSON holds every figure, and the ratios are the formula
+applied to the measured walls."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENDERS = ("decode_floor", "model_floor", "seed", "fv2es")
+
+
+@pytest.mark.slow
+def test_speed_benchmark_tiny(tmp_path):
+    out = tmp_path / "speed.json"
+    bench_md = tmp_path / "BENCHMARKS.md"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--clips", "2", "--seconds", "2",
+           "--rounds", "2", "--sizes", "320x240,480x270", "--preset", "fv2es_tiny",
+           "--corpus", str(tmp_path / "corpus"), "--json", str(out),
+           "asr.mode=never"]  # an override reaches fv2es's config; no speech-to-text keeps it short
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+
+    assert result["rounds"] == 2
+    corpus = result["corpus"]
+    assert len(corpus["clips"]) == 2 and corpus["video_s"] == pytest.approx(4.0)
+    assert [c["captions"] for c in corpus["clips"]] == [True, False]  # one of each
+    assert [(c["width"], c["height"]) for c in corpus["clips"]] == [(320, 240), (480, 270)]
+    assert all(c["mbit_s"] > 0 for c in corpus["clips"]) and corpus["utterances"] >= 2
+    assert (tmp_path / "corpus" / "clip_000_240p.srt").exists()
+    assert not (tmp_path / "corpus" / "clip_001_270p.srt").exists()
+
+    for name in CONTENDERS:
+        c = result["contenders"][name]
+        assert len(c["walls_s"]) == 2 and all(w > 0 for w in c["walls_s"]), name
+        assert c["best_s"] == min(c["walls_s"])
+        assert c["median_s"] == pytest.approx(sum(c["walls_s"]) / 2)
+        assert c["video_s_per_s"] == pytest.approx(corpus["video_s"] / c["best_s"])
+        assert c["video_s_per_s_median"] == pytest.approx(corpus["video_s"] / c["median_s"])
+        assert 0 < c["cores_busy"] <= result["machine"]["cores"] + 0.5, name
+        assert c["peak_rss_mib"] > 50 and 0 < c["peak_pss_mib"] <= c["peak_rss_mib"], name
+    assert set(result["contenders"]["seed"]["stages_s"]) == {"extract", "load", "faces", "model"}
+    assert set(result["contenders"]["fv2es"]["stages_s"]) >= {"decode", "face", "model"}
+    fv2es = result["contenders"]["fv2es"]
+    assert fv2es["segments"] >= 2 and fv2es["segments_ok"] == fv2es["segments"]
+    # The captioned clip's text comes from its .srt; the other has none with speech-to-text off.
+    assert set(fv2es["text_sources"]) == {"caption", "none"}
+    assert result["config"]["asr"] == "never" and result["config"]["overrides"] == ["asr.mode=never"]
+
+    c = result["contenders"]
+    assert result["ratio_vs_seed"]["best"] == pytest.approx(c["seed"]["best_s"] / c["fv2es"]["best_s"])
+    assert result["ratio_vs_seed"]["median"] == pytest.approx(c["seed"]["median_s"] / c["fv2es"]["median_s"])
+    assert result["ratio_vs_floor"]["best"] == pytest.approx(
+        c["fv2es"]["best_s"] / (c["decode_floor"]["best_s"] + c["model_floor"]["best_s"]))
+    assert result["ratio_vs_floor"]["median"] == pytest.approx(
+        c["fv2es"]["median_s"] / (c["decode_floor"]["median_s"] + c["model_floor"]["median_s"]))
+
+    startup = result["startup"]
+    assert startup["ray_init_s"] > 0 and startup["one_clip_wall_s"] > 0
+    assert math.isfinite(startup["fit"]["fixed_s"]) and math.isfinite(startup["fit"]["per_clip_s"])
+    assert result["scaling"] is None
+    check = result["precision_check"]
+    assert 0 <= check["max_abs_prob_diff"] < 0.1 and 0 <= check["top_emotion_agreement"] <= 1
+    assert check["bf16_speedup"] > 0 and check["utterances"] == corpus["utterances"]
+    assert not bench_md.exists()  # only --write-benchmarks writes BENCHMARKS.md
+
+
+def test_write_benchmarks_replaces_only_its_section(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import speed
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    run = {"best_s": 2.0, "median_s": 2.5, "video_s_per_s": 5.0, "video_s_per_s_median": 4.0, "stages_s": {"model": 1.0},
+           "cores_busy": 1.5, "peak_rss_mib": 900.0, "peak_pss_mib": 700.0}
+    result = {
+        "command": "python benchmarks/speed.py --clips 1", "date": "2026-11-30 14:00 UTC",
+        "machine": {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "load_average": [1.0, 1.0, 1.0]},
+        "rounds": 1, "corpus": {"voice": "espeak-ng", "video_s": 10.0, "utterances": 3,
+                                "clips": [{"width": 1280, "height": 720, "mbit_s": 4.1, "captions": True}]},
+        "config": {"preset": "fv2es_paper", "text_model": "minilm", "precision": "fp32", "asr": "auto"},
+        "contenders": {name: run for name in CONTENDERS},
+        "ratio_vs_seed": {"best": 1.0, "median": 1.0}, "ratio_vs_floor": {"best": 0.5, "median": 0.5},
+        "startup": {"ray_init_s": 3.0, "one_clip_wall_s": 9.0, "points": [[1, 9.0], [8, 30.0]],
+                    "fit": {"fixed_s": 6.0, "per_clip_s": 3.0}},
+        "scaling": None,
+    }
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Before\n\nkept\n\n" + speed.SECTION + "\n\nold table\n\n## After\n\nkept too\n")
+    speed.write_benchmarks(path, result)
+    text = path.read_text()
+    assert "old table" not in text and text.count(speed.SECTION) == 1
+    assert text.index("## Before") < text.index(speed.SECTION) < text.index("## After")
+    assert "kept\n" in text and "kept too" in text
+    assert "Test CPU with 2 cores" in text and "python benchmarks/speed.py --clips 1" in text
+    assert "| the seed's way | 2.0 / 2.5 s | 5.00 / 4.00 |" in text
+    speed.write_benchmarks(path, result)  # again: still one section, in the same place
+    assert path.read_text() == text
