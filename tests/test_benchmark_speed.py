@@ -43,7 +43,11 @@ def test_speed_benchmark_tiny(tmp_path):
         assert c["median_s"] == pytest.approx(sum(c["walls_s"]) / 2)
         assert c["video_s_per_s"] == pytest.approx(corpus["video_s"] / c["best_s"])
         assert c["video_s_per_s_median"] == pytest.approx(corpus["video_s"] / c["median_s"])
-        assert 0 < c["cores_busy"] <= result["machine"]["cores"] + 0.5, name
+        # CPU time is read from /proc in clock ticks (10 ms) per process: on the tiny walls of this run
+        # (a tenth of a second for the floors) each process of the tree, Ray's included, may add a tick
+        # or two of rounding, so the bound allows that much over the machine's cores.
+        rounding = c["processes"] * 2 * 0.01 / c["median_s"]
+        assert 0 < c["cores_busy"] <= result["machine"]["cores"] + 0.5 + rounding, name
         assert c["peak_rss_mib"] > 50 and 0 < c["peak_pss_mib"] <= c["peak_rss_mib"], name
     assert set(result["contenders"]["seed"]["stages_s"]) == {"extract", "load", "faces", "model"}
     assert set(result["contenders"]["fv2es"]["stages_s"]) >= {"decode", "face", "model"}
