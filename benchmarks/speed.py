@@ -58,20 +58,11 @@ SECTION = "## Speed against the seed's way and the floor (`benchmarks/speed.py`)
 
 
 def scoring_precision(cfg) -> str:
-    """``bf16`` or ``fp32``: the model's compute precision when scoring on this machine's CPU.
+    """``bf16`` or ``fp32``: the model's compute precision when scoring on this machine's CPU
+    (``score.precision``, as :func:`fv2es.compute.resolve_precision` resolves it)."""
+    from fv2es.compute import resolve_precision
 
-    Follows a ``precision`` setting where a config section has one (``auto``: bf16 where the CPU
-    has bf16 instructions), else today's rule (fp32 on CPU)."""
-    for section in ("score", "resources", "model"):
-        value = getattr(getattr(cfg, section, None), "precision", None)
-        if value:
-            break
-    else:
-        return "fp32"
-    if value == "auto":
-        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        return "bf16" if " avx512_bf16" in flags or " amx_bf16" in flags else "fp32"
-    return "bf16" if "bf16" in value or "bfloat16" in value else "fp32"
+    return resolve_precision(cfg.score.precision, "cpu")
 
 
 def _decode_clip(path: str, decode_cfg) -> int:
@@ -299,7 +290,9 @@ def write_benchmarks(path: Path, result: dict) -> None:
             f"{corpus['voice']} speech, {sum(c['captions'] for c in clips)} with captions), "
             f"{corpus['utterances']} utterances; model {result['config']['preset']} with "
             f"{result['config']['text_model']}, speech-to-text {result['config']['asr']}; "
-            f"{result['rounds']} round{'s' if result['rounds'] != 1 else ''}, contenders interleaved.{busy_note(result)}\n\n{report(result)}\n")
+            f"{result['rounds']} round{'s' if result['rounds'] != 1 else ''}, contenders interleaved.{busy_note(result)}"
+            + (f" `fv2es score` sized itself: {result['config']['resources']}." if result['config'].get('resources') else "")
+            + f"\n\n{report(result)}\n")
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if SECTION in text:
         start = text.index(SECTION)
@@ -356,6 +349,12 @@ def main(argv=None) -> dict:
     from ray.data import DataContext
 
     ray_init_s = start_ray()
+    from fv2es.compute import cluster_shape, describe, size_resources
+
+    cpus, gpus = cluster_shape()
+    asr_on = cfg.asr.mode != "never"
+    sizing = describe(size_resources(cfg.resources, cpus, gpus, model=True, asr=asr_on), cpus, gpus,
+                      model=True, asr=asr_on)
     DataContext.get_current().enable_progress_bars = False
     with tempfile.TemporaryDirectory(prefix="fv2es-speed-") as tmp:
         work = Path(tmp)
@@ -385,6 +384,7 @@ def main(argv=None) -> dict:
         "corpus": {"voice": voice, "video_s": video_s, "utterances": bench.utterances,
                    "clips": [vars(x) | {"utterances": len(x.utterances)} for x in all_clips[: args.clips]]},
         "config": {"preset": args.preset, "text_model": cfg.model.text_model, "precision": bench.precision,
+                   "resources": sizing,
                    "asr": cfg.asr.mode if hasattr(cfg, "asr") else None, "overrides": args.overrides},
         "contenders": contenders,
         "ratio_vs_seed": {"best": c["seed"]["best_s"] / c["fv2es"]["best_s"],

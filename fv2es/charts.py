@@ -1,7 +1,9 @@
-"""The report's charts: matplotlib's Agg canvas (headless; no pyplot state), at fixed sizes so
-each PNG's pixel size is known (the ``*_PX`` constants, at ``DPI``).
+"""The report's picture charts: matplotlib's Agg canvas (headless; no pyplot state), at fixed sizes
+so each PNG's pixel size is known (the ``*_PX`` constants, at ``DPI``). The per-video timelines
+are HTML (:mod:`fv2es.timeline`).
 
-One colour per emotion in every chart (:func:`emotion_colors`).
+One colour per emotion in every chart (:func:`emotion_colors`); emotions are named in full
+(``fru`` -> frustrated, :data:`fv2es.emotions.EMOTION_NAMES`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from matplotlib.ticker import MaxNLocator
 
+from fv2es.emotions import EMOTION_NAMES
+
 DPI = 100
-TIMELINE_PX = (640, 300)  # one per video: probability per emotion over time (bars for one segment)
 DOMINANT_PX = (800, 360)  # videos per dominant emotion
 STATUS_PX = (1000, 400)  # videos (left) and segments (right) per status
 CURVES_PX = (1000, 400)  # train loss (left); valid / test avg F1 and accuracy (right)
@@ -45,39 +47,8 @@ def emotion_colors(emotions) -> dict[str, tuple]:
     return {e: cmap(i % cmap.N) for i, e in enumerate(emotions)}
 
 
-def plot_timeline(seg: pa.Table, emotions: list[str], title: str, path: Path) -> None:
-    """Probabilities of one video's ok segments against time (segment midpoints), failed segments
-    shaded; a video with a single ok segment is drawn as bars."""
-    colors = emotion_colors(emotions)
-    fig = _figure(TIMELINE_PX)
-    ax = fig.add_subplot()
-    ok = seg.filter(pc.equal(seg["status"], "ok")).sort_by("start")
-    start, end = (ok[c].to_numpy(zero_copy_only=False).astype(float) for c in ("start", "end"))
-    probs = {e: ok[f"prob_{e}"].to_numpy(zero_copy_only=False).astype(float) for e in emotions}
-    if ok.num_rows == 1:
-        values = [probs[e][0] for e in emotions]
-        bars = ax.bar(emotions, values, color=[colors[e] for e in emotions])
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-        ax.set_xlabel(f"one segment, {start[0]:.1f}-{end[0]:.1f} s")
-    else:
-        # A gap between ok segments (failed or unscored time) breaks the lines instead of bridging it.
-        gap = np.flatnonzero(start[1:] > end[:-1] + 1e-3) + 1
-        mid = np.insert((start + end) / 2, gap, np.nan)
-        marker = "o" if len(mid) <= 60 else None
-        for e in emotions:
-            ax.plot(mid, np.insert(probs[e], gap, np.nan), color=colors[e], marker=marker, markersize=3,
-                    linewidth=1.5, label=e)
-        failed = seg.filter(pc.not_equal(seg["status"], "ok")).to_pylist()
-        for i, row in enumerate(r for r in failed if r["start"] is not None and r["end"] is not None):
-            ax.axvspan(row["start"], row["end"], color="#d62728", alpha=0.12, linewidth=0,
-                       label="failed segment" if i == 0 else None)
-        ax.set_xlabel("time (s), segment midpoints")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("probability")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    _save(fig, path.parent, path.name)
+def _names(emotions) -> list[str]:
+    return [EMOTION_NAMES.get(e, e) for e in emotions]
 
 
 def plot_dominant(videos: pa.Table, emotions: list[str], path: Path) -> None:
@@ -87,7 +58,7 @@ def plot_dominant(videos: pa.Table, emotions: list[str], path: Path) -> None:
     counts = [sum(d == e for d in dominant) for e in emotions]
     fig = _figure(DOMINANT_PX)
     ax = fig.add_subplot()
-    bars = ax.bar(emotions, counts, color=[colors[e] for e in emotions])
+    bars = ax.bar(_names(emotions), counts, color=[colors[e] for e in emotions])
     ax.bar_label(bars, fontsize=9)
     ax.set_ylim(0, max(counts + [1]) * 1.15)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -164,12 +135,12 @@ def draw_confusion(probs: np.ndarray, targets: np.ndarray, emotions: list[str], 
         ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=10,
                 color="white" if share[i, j] > 0.5 else "black")
     ticks = range(len(emotions))
-    ax.set_xticks(ticks, emotions, rotation=30, ha="right")
-    ax.set_yticks(ticks, emotions)
+    ax.set_xticks(ticks, _names(emotions), rotation=30, ha="right")
+    ax.set_yticks(ticks, _names(emotions))
     ax.set_xlabel("predicted (argmax)")
     ax.set_ylabel("true")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"test: {matrix.sum()} utterances, argmax accuracy {accuracy:.3f}", fontsize=10)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true emotion's rows")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true row")
     _save(fig, path.parent, path.name)
     return matrix

@@ -12,7 +12,7 @@ import sys
 
 import fv2es
 from fv2es.errors import ConfigError, UserError
-from fv2es.logs import console
+from fv2es.logs import console, quiet_ray
 from fv2es.storage import redact_text
 
 # name -> (module under fv2es.commands, one-line help)
@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("model_info", "build a model from a config, print its parameter counts and time one forward pass"),
     "import-seed": ("import_seed", "convert the seed authors' released checkpoint (.pt) into an fv2es checkpoint"),
 }
+VERBOSE_HELP = "show Ray's own console output too (Ray Data's progress bars and execution plans, core-worker logs)"
+USES_RAY = {"preprocess", "train", "score", "demo"}  # the commands that start or join a Ray cluster
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="FV2ES: end-to-end multimodal (text + face + voice) video emotion recognition on Ray.",
     )
     parser.add_argument("--version", action="version", version=f"fv2es {fv2es.__version__}")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         importlib.import_module(f"fv2es.commands.{module}").add_arguments(p)
+        # also after the command (`fv2es demo --verbose`); SUPPRESS keeps a --verbose given before it
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
+
 
 
 def _refuse_unknown_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_unknown_flags(parser, argv)
     args = parser.parse_args(argv)
     console()  # the jobs' progress and summaries (logger "fv2es") as plain lines on stdout
+    if args.command in USES_RAY:
+        quiet_ray(verbose=args.verbose)  # before Ray starts: Ray's own chatter only with --verbose
     module, _ = COMMANDS[args.command]
     try:
         return importlib.import_module(f"fv2es.commands.{module}").run(args)

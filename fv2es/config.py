@@ -52,10 +52,16 @@ class TrainConfig:
     worker_cpus: float = 1.0  # CPUs reserved per worker: leave some for Ray Data's reads (2 workers on 2 CPUs: 0.5)
     use_gpu: bool = False  # one GPU per worker
     bf16: bool = True  # bf16 autocast when on CUDA (ignored on CPU)
+    # fp32 | bf16 | auto: bf16 on CUDA with bf16 and on CPUs with native bf16 (avx512_bf16 / amx_bf16)
+    precision: str = field(default="auto", metadata=_choice("auto", "fp32", "bf16"))
     max_failures: int = 2  # worker failures survived by restoring the last checkpoint
+    # checkpoint_epoch_NNN/ folders kept in the run (>= 2: the best and the last always stay); 0 keeps all
+    keep_checkpoints: int = 2
 
     def __post_init__(self):
         _positive(self, "lr", "epochs", "batch_size", "early_stop", "text_lr_factor", "num_workers", "worker_cpus")
+        if self.keep_checkpoints == 1 or self.keep_checkpoints < 0:
+            raise ConfigError("train.keep_checkpoints must be 0 (keep all) or >= 2 (the best and the last stay)")
         if self.weight_decay < 0:
             raise ConfigError("train.weight_decay must be >= 0")
 
@@ -101,29 +107,43 @@ class ResourcesConfig:
     """What each stage of the media pipeline reserves (README: Scale); scoring and preprocessing."""
 
     chunk_s: float = 60.0  # media seconds decoded per call: bounds a decode task's memory
-    decode_cpus: float = 0.5  # CPUs reserved per decode task (one decoder thread each)
+    decode_cpus: float = 0.0  # CPUs reserved per decode task (one decoder thread each); 0: from the cluster
     decode_timeout_s: float = 600.0  # per decode call; past it the decoder process is killed
+    decode_retries: int = 2  # tries again after a transient failure (decoder_crashed, unreadable), with backoff
+    retry_backoff_s: float = 1.0  # wait before the first retry; doubled before each next one
     spectrogram_cpus: float = 0.25  # CPUs reserved per spectrogram task (Ray may fuse it into the face actors)
-    face_actors: int = 1  # face-crop actors
-    face_cpus: float = 0.25  # CPUs reserved per face actor (its torch threads: at least 1)
-    face_gpus: float = 0.0  # GPUs per face actor; > 0 runs MTCNN on CUDA
+    # 0 (CPUs, counts) or -1 (GPU shares): sized from the cluster (fv2es.compute.size_resources)
+    face_actors: int = 0  # face-crop actors
+    face_cpus: float = 0.0  # CPUs reserved per face actor (its torch threads: at least 1)
+    face_gpus: float = -1.0  # GPUs per face actor; > 0 runs MTCNN on CUDA
     face_batch_size: int = 8  # segments per face-stage call
-    asr_actors: int = 1  # speech-to-text actors (only when asr.mode is not never)
-    asr_cpus: float = 0.5  # CPUs reserved per ASR actor (its CTranslate2 threads: at least 1)
-    asr_gpus: float = 0.0  # GPUs per ASR actor; > 0 runs Whisper on CUDA (float16)
+    asr_actors: int = 0  # speech-to-text actors (only when asr.mode is not never)
+    asr_cpus: float = 0.0  # CPUs reserved per ASR actor (its CTranslate2 threads: at least 1)
+    asr_gpus: float = -1.0  # GPUs per ASR actor; > 0 runs Whisper on CUDA (float16)
     asr_batch_size: int = 4  # rows per ASR-stage call
-    model_actors: int = 1  # model actors
-    model_cpus: float = 0.5  # CPUs reserved per model actor (its torch threads: at least 1)
-    model_gpus: float = 0.0  # GPUs per model actor; > 0 runs the model on CUDA (bf16 autocast)
-    model_batch_size: int = 16  # segments per model forward pass
+    model_actors: int = 0  # model actors
+    model_cpus: float = 0.0  # CPUs reserved per model actor
+    model_gpus: float = -1.0  # GPUs per model actor; > 0 runs the model on CUDA
+    model_threads: int = 0  # torch threads per model actor on CPU
+    model_batch_size: int = 16  # most segments per model call (and per forward pass)
+    # The model's batch budget: spectrogram pieces / face frames per forward pass. Segments of many
+    # videos share a pass up to it; a longer segment runs alone, its encoders in slices of it.
+    model_batch_pieces: int = 0
+    model_batch_frames: int = 0
 
     def __post_init__(self):
-        _positive(self, "chunk_s", "decode_cpus", "decode_timeout_s", "spectrogram_cpus", "face_actors",
-                  "face_cpus", "face_batch_size", "asr_actors", "asr_cpus", "asr_batch_size", "model_actors",
-                  "model_cpus", "model_batch_size")
-        for name in ("face_gpus", "asr_gpus", "model_gpus"):
+        _positive(self, "chunk_s", "decode_timeout_s", "spectrogram_cpus", "face_batch_size", "asr_batch_size",
+                  "model_batch_size")
+        for name in ("decode_cpus", "face_actors", "face_cpus", "asr_actors", "asr_cpus", "model_actors",
+                     "model_cpus", "model_threads", "model_batch_pieces", "model_batch_frames", "decode_retries",
+                     "retry_backoff_s"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"resources.{name} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"resources.{name} must be >= 0 (0: sized from the cluster), "
+                                  f"got {getattr(self, name)!r}")
+        for name in ("face_gpus", "asr_gpus", "model_gpus"):
+            if getattr(self, name) < 0 and getattr(self, name) != -1:
+                raise ConfigError(f"resources.{name} must be >= 0 (-1: sized from the cluster), "
+                                  f"got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -131,10 +151,15 @@ class ScoreConfig:
     """The scoring job's inputs and output parts (segments and resources have their own sections)."""
 
     part_videos: int = 64  # videos per committed output part file
+    precision: str = field(default="auto", metadata=_choice("auto", "fp32", "bf16"))  # the model's; see README
     video_extensions: tuple[str, ...] = VIDEO_EXTENSIONS  # files taken from a folder or prefix
+    write_retries: int = 5  # an output write that fails is tried again this often (backoff 1, 2, 4 ... s)
+    lease_ttl_s: float = 120.0  # a run's lease on its output is stale after this long without a heartbeat
 
     def __post_init__(self):
-        _positive(self, "part_videos")
+        _positive(self, "part_videos", "lease_ttl_s")
+        if self.write_retries < 0:
+            raise ConfigError(f"score.write_retries must be >= 0, got {self.write_retries!r}")
 
 
 @dataclass(frozen=True)

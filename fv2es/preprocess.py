@@ -23,6 +23,7 @@ from fv2es.errors import InputError
 from fv2es.pipeline.dataset import check_speech_model, init_ray, media_dataset
 from fv2es.pipeline.plan import jobs_from_utterances
 from fv2es.pipeline.stages.transcribe import asr_summary
+from fv2es.progress import Progress
 from fv2es.shards import ExampleShards, as_examples
 from fv2es.storage import options_for, redact_uri
 
@@ -107,7 +108,8 @@ def run_preprocess(cfg: Config, req: PreprocessRequest) -> dict:
     ds = media_dataset(jobs, cfg, plan, options, req.storage_options)
     ds = ds.map_batches(ToExample(labels, emotions, req.dataset), batch_format="pyarrow", num_cpus=0.25)
     shards = ExampleShards(req.output_uri, req.storage_options)
-    shards.write_examples(ds)
+    with Progress("preprocess", len(utterances), "utterances").watch(ds) as counted:
+        shards.write_examples(counted)
 
     counts = shards.counts(emotions)
     meta = {

@@ -6,8 +6,11 @@ by :mod:`fv2es.charts`; the data is read through the owners of the formats: the 
 through :class:`~fv2es.score.sink.ScoreOutput`, the shards through :mod:`fv2es.train.evaluate`.
 
 * A scoring output (``segments/*.parquet``, ``videos.parquet``, ``_SUCCESS``; any fsspec URI):
-  summary counts, the distribution of dominant emotions, videos and segments per status, the
-  first failed videos with their errors, emotion timelines of the first videos, a table of videos.
+  summary counts, the distribution of dominant emotions, when something failed the videos and
+  segments per status with the first failed videos and their errors, emotion timelines of the
+  first videos (HTML, :mod:`fv2es.timeline`: each segment a span over its time, with what was
+  said in it), and a sortable, paged table of every video; with a labelled manifest
+  (``labels_uri``) the true labels beside the predictions.
 * A training run folder (``metrics.jsonl``, ``best.safetensors``): learning curves with the best
   epoch marked, per-epoch and per-emotion tables, and with a preprocess output (``data_uri``) the
   test confusion matrix of ``best.safetensors``.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import html
 import json
-import posixpath
+import os
 import time
 from pathlib import Path
 
@@ -31,30 +34,26 @@ from fv2es.charts import (
     CURVES_PX,
     DOMINANT_PX,
     STATUS_PX,
-    TIMELINE_PX,
     draw_confusion,
     plot_curves,
     plot_dominant,
     plot_statuses,
-    plot_timeline,
 )
 from fv2es.errors import InputError
 from fv2es.score.sink import ScoreOutput, summarize_videos
-from fv2es.storage import options_for, redact_uri
+from fv2es.storage import StorageError, options_for, redact_uri
+from fv2es.timeline import CSS as TIMELINE_CSS
+from fv2es.timeline import emotion_name, legend, segment_table, timeline
 from fv2es.train.run import RunFolder
 
 MAX_TIMELINES = 12  # timelines drawn (the first videos by name)
 MAX_FAILED_ROWS = 10  # failed videos listed with their errors
-MAX_VIDEO_ROWS = 50  # rows of the videos table
-SEGMENT_COLUMNS = {"video_uri", "speaker_side", "segment_index", "start", "end", "video_duration_s", "status",
-                   "error", "model_id"}
+PAGE_ROWS = 50  # rows per page of the videos table (every video is in it; the page script pages them)
+SEGMENT_COLUMNS = {"video_uri", "speaker_side", "segment_index", "utterance_id", "start", "end", "video_duration_s",
+                   "text", "top_emotion", "status", "error", "model_id"}
 
 
 # --- HTML pieces -------------------------------------------------------------------------------
-
-def _short(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2 - 1):]
-
 
 def _esc(value) -> str:
     if isinstance(value, float):
@@ -82,8 +81,59 @@ table{border-collapse:collapse;margin:.8em 0;font-size:14px}th,td{border:1px sol
 th{background:#f3f3f3}tbody tr:nth-child(even){background:#fafafa}tr.best{background:#e6f4e6!important;font-weight:600}
 td{max-width:640px;overflow-wrap:anywhere}img{max-width:100%;height:auto;border:1px solid #eee}
 figure{margin:.8em 0}figcaption{color:#555;font-size:13px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(600px,1fr));gap:.5em 1.5em}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(560px,100%),1fr));gap:.5em 2.5em}
+table.sortable th{cursor:pointer;user-select:none}table.sortable th[data-dir=asc]::after{content:" \\25B2"}
+table.sortable th[data-dir=desc]::after{content:" \\25BC"}td.num{text-align:right}
+td.miss{color:#b00}.pager{font-size:14px}.pager button{margin:0 .3em}
+""" + TIMELINE_CSS
+
+# Sorts a table.sortable by a clicked column (numbers as numbers) and shows it a page at a time
+# (data-page rows); without scripts the whole table shows, unsorted.
+SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (t) {
+  var body = t.tBodies[0], rows = Array.prototype.slice.call(body.rows), size = +t.dataset.page || 0, page = 0;
+  var nav = document.getElementById(t.id + "-pager");
+  function key(r, c) { var v = r.cells[c].dataset.v; v = v === undefined ? r.cells[c].textContent : v;
+    var n = parseFloat(v); return isNaN(n) || !/^\\s*[-\\d.]/.test(v) ? v.toLowerCase() : n; }
+  function show() {
+    var pages = size ? Math.max(1, Math.ceil(rows.length / size)) : 1; page = Math.min(page, pages - 1);
+    rows.forEach(function (r, i) { r.hidden = size > 0 && (i < page * size || i >= (page + 1) * size); });
+    if (nav) { nav.hidden = pages < 2; nav.querySelector("span").textContent = "page " + (page + 1) + " of " + pages; }
+  }
+  Array.prototype.forEach.call(t.tHead.rows[0].cells, function (th, c) {
+    th.addEventListener("click", function () {
+      var dir = th.dataset.dir === "asc" ? -1 : 1;
+      Array.prototype.forEach.call(t.tHead.rows[0].cells, function (h) { delete h.dataset.dir; });
+      th.dataset.dir = dir > 0 ? "asc" : "desc";
+      rows.sort(function (a, b) { var x = key(a, c), y = key(b, c);
+        return (typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : (typeof x === "number" ? -1 : 1)) * dir; });
+      rows.forEach(function (r) { body.appendChild(r); }); page = 0; show();
+    });
+  });
+  if (nav) {
+    nav.querySelector(".prev").onclick = function () { page = Math.max(0, page - 1); show(); };
+    nav.querySelector(".next").onclick = function () { page += 1; show(); };
+    nav.querySelector(".all").onclick = function () { size = 0; show(); nav.hidden = true; };
+  }
+  show();
+});
 """
+
+
+def check_writable_folder(path, what: str = "output", advice: str = "choose an output folder you can write to") -> Path:
+    """Create the local folder ``path`` if needed and check that a file can be written in it, before
+    any work; :class:`~fv2es.storage.StorageError` (one line: ``what``, the folder, why, ``advice``)
+    when not."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".fv2es-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:  # permission denied, a read-only file system, a file where the folder should be
+        raise StorageError(f"{what} {folder} cannot be written ({exc.strerror or type(exc).__name__}); "
+                           f"{advice}") from None
+    return folder
 
 
 # --- scoring output ----------------------------------------------------------------------------
@@ -93,7 +143,7 @@ def _read_scores(uri: str, storage_options: dict | None) -> dict:
     schema = output.segment_schema()
     if schema is None:
         raise InputError(f"{uri}: no segments/*.parquet; is this an `fv2es score` output?")
-    # What the charts and tables use (and summarize_videos needs): not the transcripts or timings.
+    # What the charts and tables use (and summarize_videos needs): not the timings or counts.
     segments = output.read_segments([c for c in schema.names if c in SEGMENT_COLUMNS or c.startswith("prob_")])
     meta = output.metadata_of_parts()
     emotions = (json.loads(meta["fv2es.emotions"]) if "fv2es.emotions" in meta
@@ -105,25 +155,107 @@ def _read_scores(uri: str, storage_options: dict | None) -> dict:
             "emotions": emotions, "meta": meta}
 
 
-def _timelines(out: Path, segments: pa.Table, emotions: list[str]) -> tuple[list[str], int]:
-    sides = segments["speaker_side"].to_pylist() if "speaker_side" in segments.column_names else None
-    keys = list(zip(segments["video_uri"].to_pylist(), sides or [None] * segments.num_rows))
-    ok = segments["status"].to_pylist()
-    scored = sorted({k for k, s in zip(keys, ok) if s == "ok"}, key=lambda k: (k[0], k[1] or ""))
-    figures = []
+def read_labels(uri: str, storage_options: dict | None = None) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The true labels of a manifest (CSV / JSONL / Parquet with ``video_uri`` and ``label`` or
+    ``labels``): per video, its rows' labels, the longest-labelled first; and per utterance id."""
+    from fv2es.data.manifest import read_manifest
+
+    per_video: dict[str, dict[str, float]] = {}
+    per_utterance: dict[str, list[str]] = {}
+    for u in read_manifest(uri, storage_options=options_for(uri, storage_options)):
+        if not u.labels:
+            continue
+        length = (u.end - u.start) if u.start is not None and u.end is not None else 1.0
+        weights = per_video.setdefault(u.video_uri, {})
+        for label in u.labels:
+            weights[label] = weights.get(label, 0.0) + length
+        per_utterance[u.id] = list(u.labels)
+    videos = {v: sorted(w, key=lambda e: (-w[e], e)) for v, w in per_video.items()}
+    return videos, per_utterance
+
+
+def _root(uris: list[str]) -> str:
+    """The folder all ``uris`` share (``s3://bucket/videos/``), so the tables can name them by the rest."""
+    folders = [u.rsplit("/", 1)[0].split("/") for u in uris if "/" in u]
+    if not folders or len(folders) < len(uris):
+        return ""
+    common = folders[0]
+    for f in folders[1:]:
+        n = 0
+        while n < min(len(common), len(f)) and common[n] == f[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) + "/" if common else ""
+
+
+def _timelines(segments: pa.Table, emotions: list[str], root: str, true: dict | None,
+               by_utterance: dict | None) -> tuple[list[str], dict, int]:
+    """HTML timelines of the first videos (by name) with a scored segment; returns them, the
+    anchor of each drawn (video, side), and how many videos have scored segments."""
+    rows = segments.to_pylist()
+    by_key: dict[tuple, list[dict]] = {}
+    for r in rows:
+        by_key.setdefault((r["video_uri"], r.get("speaker_side")), []).append(r)
+    scored = sorted((k for k, rs in by_key.items() if any(r["status"] == "ok" for r in rs)),
+                    key=lambda k: (k[0], k[1] or ""))
+    figures, anchors = [], {}
     for n, (uri, side) in enumerate(scored[:MAX_TIMELINES]):
-        seg = segments.filter(pa.array([k == (uri, side) for k in keys]))
-        name = posixpath.basename(uri.rstrip("/")) + (f" ({side} speaker)" if side else "")
-        png = f"timeline_{n:02d}.png"
-        plot_timeline(seg, emotions, _short(name), out / png)
-        figures.append(_img(png, TIMELINE_PX, uri + (f" ({side} speaker)" if side else "")))
-    return figures, len(scored)
+        seg = by_key[(uri, side)]
+        duration = next((r["video_duration_s"] for r in seg if r.get("video_duration_s") is not None), None)
+        name = uri[len(root):] + (f" ({side} speaker)" if side else "")
+        ok = sum(r["status"] == "ok" for r in seg)
+        labels = (true or {}).get(uri)
+        caption = (f"<b>{_esc(name)}</b> · {_esc(f'{duration:.1f} s' if duration else 'duration unknown')} · "
+                   f"{ok} of {len(seg)} segment{'s' if len(seg) != 1 else ''} scored"
+                   + (f" · true: {_esc(', '.join(emotion_name(e) for e in labels))}" if labels else ""))
+        anchors[(uri, side)] = f"tl-{n}"
+        figures.append(f'<figure class=timeline id="tl-{n}" data-video="{_esc(uri)}"><figcaption title="{_esc(uri)}">'
+                       f"{caption}</figcaption>{timeline(seg, emotions, duration)}"
+                       f"{segment_table(seg, emotions, by_utterance)}</figure>")
+    return figures, anchors, len(scored)
 
 
-def scores_section(out: Path, scores_uri: str, storage_options: dict | None = None) -> str:
-    """Draw the scoring output's charts into ``out``; returns the HTML section."""
+def _round(value: float | None, digits: int) -> str | None:
+    return None if value is None else f"{value:.{digits}f}"
+
+
+def _videos_table(videos: pa.Table, root: str, true: dict | None, anchors: dict) -> str:
+    """Every video: name (relative to ``root``), duration, segments, [true labels], dominant emotion
+    and its mean probability, status; sortable, a page at a time."""
+    head = ["video", "duration (s)", "segments ok", *(["true label"] if true is not None else []), "dominant",
+            "mean probability", "status"]
+    body = []
+    for r in videos.to_pylist():
+        uri, dominant = r["video_uri"], r["dominant_emotion"]
+        anchor = anchors.get((uri, r.get("speaker_side")))
+        name = _esc(uri[len(root):])
+        cells = [f'<td title="{_esc(uri)}">' + (f'<a href="#{anchor}">{name}</a>' if anchor else name) + "</td>",
+                 f"<td class=num>{_esc(_round(r['video_duration_s'], 1))}</td>",
+                 f"<td class=num data-v=\"{r['segments_ok']}\">{r['segments_ok']} / {r['segments']}</td>"]
+        if true is not None:
+            labels = true.get(uri, [])
+            agree = bool(labels) and dominant is not None and dominant == labels[0]
+            cells.append(f"<td{'' if agree or not labels else ' class=miss'} title=\"{_esc(', '.join(labels))}\">"
+                         f"{_esc(', '.join(emotion_name(e) for e in labels))}</td>")
+        cells += [f"<td title=\"{_esc(dominant)}\">{_esc(emotion_name(dominant) if dominant else None)}</td>",
+                  f"<td class=num>{_esc(_round(r.get(f'prob_{dominant}') if dominant else None, 2))}</td>",
+                  f"<td>{_esc(r['status'])}</td>"]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    table = (f'<table class=sortable id=videos data-page="{PAGE_ROWS}"><thead><tr>'
+             + "".join(f"<th>{_esc(h)}</th>" for h in head) + f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    pager = ('<p class=pager id=videos-pager hidden><button class=prev>&lsaquo; previous</button><span></span>'
+             '<button class=next>next &rsaquo;</button><button class=all>show all</button></p>')
+    return table + pager
+
+
+def scores_section(out: Path, scores_uri: str, storage_options: dict | None = None,
+                   labels_uri: str | None = None) -> str:
+    """Draw the scoring output's charts into ``out``; returns the HTML section. ``labels_uri``, a
+    manifest with labels, adds the true labels."""
     s = _read_scores(scores_uri, storage_options)
     segments, videos, emotions, success = s["segments"], s["videos"], s["emotions"], s["success"]
+    true, by_utterance = read_labels(labels_uri, storage_options) if labels_uri else (None, None)
+    root = _root(videos["video_uri"].to_pylist())
     parts = [f"<section id=scores><h2>Scoring output <code>{_esc(scores_uri)}</code></h2>"]
     if success is None:
         parts.append("<p class=warn>No <code>_SUCCESS</code>: this output is incomplete (a run still going or "
@@ -134,41 +266,50 @@ def scores_section(out: Path, scores_uri: str, storage_options: dict | None = No
                          "segments_ok": seg_statuses.count("ok")}
     summary = [[k.replace("_", " "), v] for k, v in counts.items()]
     summary += [["scored seconds", round(float(pc.sum(videos["scored_seconds"]).as_py() or 0.0), 1)],
-                ["emotions", ", ".join(emotions)], ["checkpoint", redact_uri(s["meta"].get("fv2es.checkpoint", ""))]]
+                ["videos under", root or "(various)"],
+                ["emotions", ", ".join(f"{e} ({emotion_name(e)})" if emotion_name(e) != e else e for e in emotions)],
+                ["checkpoint", redact_uri(s["meta"].get("fv2es.checkpoint", ""))]]
     if "model_id" not in counts:
         summary.append(["model id", s["meta"].get("fv2es.model_id", "")])
+    if true is not None:
+        labelled = [(r["dominant_emotion"], true[r["video_uri"]]) for r in videos.to_pylist() if r["video_uri"] in true]
+        agree = sum(d is not None and d == labels[0] for d, labels in labelled)
+        summary.append(["dominant emotion = true label", f"{agree} of {len(labelled)} labelled videos"])
     parts += ["<h3>Summary</h3>", _table(["", "value"], summary)]
 
     plot_dominant(videos, emotions, out / "dominant_emotions.png")
-    plot_statuses(videos, segments, out / "statuses.png")
     parts += ["<h3>Dominant emotions</h3>",
               _img("dominant_emotions.png", DOMINANT_PX, f"{statuses.count('ok')} scored videos by dominant "
                    f"emotion (failed videos, which have none: {len(statuses) - statuses.count('ok')})")]
-    parts += ["<h3>Failures</h3>", _img("statuses.png", STATUS_PX, "videos (a video fails when none of its "
-                                        "segments is ok) and segments per status")]
+    parts.append("<h3>Failures</h3>")
     kinds = sorted(set(statuses + seg_statuses) - {"ok"})
-    if kinds:
-        parts.append(_table(["failure kind", "videos", "segments"],
-                            [[k, statuses.count(k), seg_statuses.count(k)] for k in kinds]))
+    if kinds:  # the chart and tables only when something failed
+        plot_statuses(videos, segments, out / "statuses.png")
+        parts += [_img("statuses.png", STATUS_PX, "videos (a video fails when none of its segments is ok) and "
+                       "segments per status"),
+                  _table(["failure kind", "videos", "segments"],
+                         [[k, statuses.count(k), seg_statuses.count(k)] for k in kinds])]
     failed = [r for r in videos.to_pylist() if r["status"] != "ok"]
     if failed:
-        rows = [[r["video_uri"], r["status"], r["error"]] for r in failed[:MAX_FAILED_ROWS]]
+        rows = [[r["video_uri"][len(root):], r["status"], r["error"]] for r in failed[:MAX_FAILED_ROWS]]
         more = f" (first {MAX_FAILED_ROWS} of {len(failed)})" if len(failed) > MAX_FAILED_ROWS else ""
         parts += [f"<p>Failed videos{more}:</p>", _table(["video", "status", "error"], rows)]
+    elif kinds:
+        parts.append("<p>No failed videos (some segments failed; see the timelines).</p>")
     else:
-        parts.append("<p>No failed videos.</p>")
+        parts.append("<p>No failed videos or segments.</p>")
 
-    figures, total = _timelines(out, segments, emotions)
+    figures, anchors, total = _timelines(segments, emotions, root, true, by_utterance)
     parts += ["<h3>Emotion timelines</h3>",
-              f"<p>The first {len(figures)} of {total} videos with scored segments, by name: probability per "
-              f"emotion at each segment's midpoint; failed segments shaded.</p>",
-              "<div class=grid>", *figures, "</div>"]
-    rows = [[r["video_uri"], r["video_duration_s"], f"{r['segments_ok']} / {r['segments']}", r["dominant_emotion"],
-             r.get(f"prob_{r['dominant_emotion']}") if r["dominant_emotion"] else None, r["status"]]
-            for r in videos.slice(0, MAX_VIDEO_ROWS).to_pylist()]
-    more = f" (first {MAX_VIDEO_ROWS} of {videos.num_rows})" if videos.num_rows > MAX_VIDEO_ROWS else ""
-    parts += [f"<h3>Videos{more}</h3>",
-              _table(["video", "duration (s)", "segments ok", "dominant", "mean probability", "status"], rows)]
+              f"<p>The first {len(figures)} of {total} videos with scored segments, by name. Each segment is a "
+              "span over its time (the axis is the whole video); a bar's height is the emotion's probability; "
+              "hatched: a failed segment; empty: time not scored (pauses between utterances). Under the bars, "
+              "what was said in each segment.</p>",
+              legend(emotions), "<div class=grid>", *figures, "</div>"]
+    parts += [f"<h3>Videos ({videos.num_rows})</h3>",
+              "<p>Click a column to sort" + (f"; {PAGE_ROWS} a page" if videos.num_rows > PAGE_ROWS else "")
+              + (". A true label in red is not the dominant emotion" if true is not None else "") + ".</p>",
+              _videos_table(videos, root, true, anchors)]
     return "\n".join(parts) + "</section>"
 
 
@@ -219,30 +360,35 @@ def _confusion_html(out: Path, run_uri: str, best: int, data_uri: str, storage_o
 # --- the page ----------------------------------------------------------------------------------
 
 def write_report(output_dir, scores_uri: str | None = None, run_uri: str | None = None,
-                 data_uri: str | None = None, storage_options: dict | None = None) -> Path:
+                 data_uri: str | None = None, storage_options: dict | None = None,
+                 labels_uri: str | None = None) -> Path:
     """Write ``index.html`` and its PNGs into the local folder ``output_dir``; returns the page's path.
 
     ``scores_uri`` is an ``fv2es score`` output, ``run_uri`` an ``fv2es train`` run folder (at least
     one is required); ``data_uri`` (an ``fv2es preprocess`` output) adds the run's test confusion
-    matrix. ``storage_options`` apply to remote (e.g. ``s3://``) URIs.
+    matrix; ``labels_uri`` (a manifest with labels) the true labels of the scored videos.
+    ``storage_options`` apply to remote (e.g. ``s3://``) URIs. A folder that cannot be written
+    fails first (:func:`check_writable_folder`), before anything is read.
     """
     if not scores_uri and not run_uri:
         raise ValueError("write_report needs a scoring output (scores_uri) or a training run (run_uri)")
     if data_uri and not run_uri:
         raise ValueError("data_uri (for the confusion matrix) needs a training run (run_uri)")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if labels_uri and not scores_uri:
+        raise ValueError("labels_uri (true labels) needs a scoring output (scores_uri)")
+    out = check_writable_folder(output_dir)
     sections = []
     if scores_uri:
-        sections.append(scores_section(out, scores_uri, storage_options))
+        sections.append(scores_section(out, scores_uri, storage_options, labels_uri))
     if run_uri:
         sections.append(run_section(out, run_uri, data_uri, storage_options))
     sources = " · ".join(f"{k} <code>{_esc(v)}</code>" for k, v in
-                         (("scores", scores_uri), ("run", run_uri), ("data", data_uri)) if v)
+                         (("scores", scores_uri), ("run", run_uri), ("data", data_uri),
+                                                         ("labels", labels_uri)) if v)
     page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>fv2es report</title>'
             f"<style>{CSS}</style></head><body>\n<h1>fv2es report</h1>\n"
             f"<p class=meta>{sources}<br>generated {_esc(time.strftime('%Y-%m-%d %H:%M'))} by fv2es "
-            f"{_esc(fv2es.__version__)}</p>\n" + "\n".join(sections) + "\n</body></html>\n")
+            f"{_esc(fv2es.__version__)}</p>\n" + "\n".join(sections) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

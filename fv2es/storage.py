@@ -7,9 +7,16 @@ import re
 
 from fsspec.core import url_to_fs
 
+from fv2es.errors import UserError
+
 # A URI inside free text (an exception message): a scheme, "://", then up to whitespace or a
 # quote, not counting punctuation that ends a sentence ("cannot open s3://b/x: ...").
 _URI_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;!)\]]")
+
+
+class StorageError(UserError):
+    """A store that cannot be used as given: no or wrong credentials, a bucket that does not exist,
+    an endpoint that does not answer, a folder that cannot be written."""
 
 
 def options_for(uri: str, options: dict | None) -> dict:
@@ -78,3 +85,46 @@ def _secret_parts(uri: str) -> list[str]:
         parts.append(rest[len(before_query) :])  # the query and fragment
     # Longest first, so a secret that contains another is removed whole.
     return sorted((p for p in parts if p), key=len, reverse=True)
+
+
+# S3 error codes -> what the user should hear (wrong credentials are told apart from a missing bucket).
+_S3_ERRORS = {
+    "NoSuchBucket": "bucket {bucket!r} does not exist (fv2es never creates buckets: create it, or fix the name)",
+    "InvalidAccessKeyId": "the S3 access key is not known to the store (wrong credentials)",
+    "SignatureDoesNotMatch": "the S3 secret key does not match the access key (wrong credentials)",
+    "InvalidToken": "the S3 session token is invalid (wrong or expired credentials)",
+    "ExpiredToken": "the S3 session token has expired (refresh the credentials)",
+    "AccessDenied": "access denied to bucket {bucket!r} (the credentials lack permission for it)",
+    "403": "access denied to bucket {bucket!r} (wrong credentials, or they lack permission for it)",
+    "404": "bucket {bucket!r} does not exist (fv2es never creates buckets: create it, or fix the name)",
+}
+
+
+def check_access(uri: str, options: dict | None, what: str) -> None:
+    """For an ``s3://`` URI, before any work: the credentials are there and accepted and the bucket
+    exists (one request: list at most one key under the URI). Raises :class:`StorageError` with one
+    line naming ``what`` (``"output"``, ``"input"``, ``"checkpoint"``) and the problem. Creates nothing.
+    Other URIs are left to the job (local paths are checked where they are used)."""
+    if not uri.startswith(("s3://", "s3a://")):
+        return
+    import botocore.exceptions as bx
+
+    fs, path = url_to_fs(uri, **options_for(uri, options))
+    bucket, _, prefix = path.partition("/")
+    where = f"{what} {redact_uri(uri)}"
+    try:
+        fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    except bx.NoCredentialsError:
+        raise StorageError(f"{where}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                           "(or AWS_PROFILE, or run with an instance role)") from None
+    except (bx.EndpointConnectionError, bx.ConnectTimeoutError) as e:
+        raise StorageError(f"{where}: cannot reach the S3 endpoint ({redact_text(str(e))}); check "
+                           "--endpoint-url / AWS_ENDPOINT_URL") from None
+    except OSError as e:
+        cause = e.__cause__ if isinstance(e.__cause__, bx.ClientError) else None
+        code = cause.response.get("Error", {}).get("Code", "") if cause is not None else ""
+        if code not in _S3_ERRORS:
+            code = {FileNotFoundError: "404", PermissionError: "403"}.get(type(e), code)
+        if code in _S3_ERRORS:
+            raise StorageError(f"{where}: {_S3_ERRORS[code].format(bucket=bucket)}") from None
+        raise

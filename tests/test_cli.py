@@ -1,4 +1,5 @@
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -102,3 +103,48 @@ def test_user_errors_lose_the_credentials_of_the_uris_they_quote(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("fv2es score: no videos under 'memory://bucket/videos/' ")
     for secret in ("AKIAEXAMPLE", "hunter2", "deadbeef", "Traceback"):
         assert secret not in proc.stderr + proc.stdout
+
+
+def unwritable_folder(tmp_path) -> tuple[Path, str]:
+    """A folder this user can neither create nor write in, and the system's reason (root writes
+    anywhere on disk, but not in sysfs)."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        path = locked / "out"
+    else:
+        path = Path("/sys/fv2es-unwritable-test")
+    try:
+        os.makedirs(path)
+    except OSError as exc:
+        return path, exc.strerror
+    os.rmdir(path)
+    pytest.skip("no unwritable folder on this machine")
+
+
+def test_an_unwritable_report_output_is_one_line_exit_2_before_any_work(tmp_path):
+    out, why = unwritable_folder(tmp_path)
+    # the scores do not exist either: the output is checked first
+    proc = run_cli("report", "--scores", str(tmp_path / "no-scores"), "--output", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"fv2es report: output {out} cannot be written ({why}); choose an output folder you can write to"]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_an_unwritable_demo_workdir_is_one_line_exit_2_before_any_work(tmp_path):
+    work, why = unwritable_folder(tmp_path)
+    proc = run_cli("demo", "--workdir", str(work))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"fv2es demo: workdir {work} cannot be written ({why}); choose a --workdir you can write to"]
+    assert proc.stdout == ""  # nothing started: no step printed
+
+
+def test_verbose_is_a_global_flag_before_or_after_the_command():
+    from fv2es.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--verbose", "demo"]).verbose
+    assert parser.parse_args(["demo", "--verbose"]).verbose
+    assert not parser.parse_args(["demo"]).verbose

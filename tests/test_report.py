@@ -6,6 +6,7 @@ import html
 import json
 import re
 import struct
+from html.parser import HTMLParser
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,7 @@ from fv2es.cli import main as cli_main
 from fv2es.commands import report as report_command
 from fv2es.emotions import IEMOCAP_EMOTIONS
 from fv2es.report import write_report
+from fv2es.timeline import emotion_name
 
 EMOTIONS = list(IEMOCAP_EMOTIONS)
 MODEL_ID = "0123456789abcdef"
@@ -26,12 +28,18 @@ BAD_ERROR = "moov atom not found <truncated & unreadable>"
 VIDEOS = {"talk_a.mp4": 9, "talk_b.mp4": 5, "single.mp4": 1, "broken.mp4": 1}
 PNG_PX = {"dominant_emotions.png": charts.DOMINANT_PX, "statuses.png": charts.STATUS_PX,
           "learning_curves.png": charts.CURVES_PX, "confusion_test.png": charts.CONFUSION_PX}
+LABELS = {"talk_a.mp4": "fru", "talk_b.mp4": "hap", "single.mp4": "neu", "broken.mp4": "sad"}
 
 
-def _segment_rows(root: str) -> list[dict]:
+def said(name: str, k: int) -> str:
+    """The transcript of segment ``k`` of video ``name`` (HTML-special characters included)."""
+    return f"{name} says <{k}> & more"
+
+
+def _segment_rows(root: str, videos: dict[str, int]) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
-    for v, (name, count) in enumerate(VIDEOS.items()):
+    for v, (name, count) in enumerate(videos.items()):
         for k in range(count):
             status, error = "ok", ""
             if name == "broken.mp4":
@@ -44,7 +52,7 @@ def _segment_rows(root: str) -> list[dict]:
             rows.append({
                 "video_uri": f"{root}/videos/{name}", "segment_index": k, "segment_count": count,
                 "utterance_id": None, "start": 2.0 * k, "end": None if name == "broken.mp4" else 2.0 * k + 2.0,
-                "video_duration_s": None if name == "broken.mp4" else 2.0 * count, "text": "", "speaker_side": None,
+                "video_duration_s": None if name == "broken.mp4" else 2.0 * count, "text": said(name, k), "speaker_side": None,
                 "frames_sampled": 4 * ok, "faces_found": 4 * ok, "piece_count": 5 * ok, "has_video": ok,
                 "has_audio": ok, **{f"prob_{e}": float(p) if ok else None for e, p in zip(EMOTIONS, probs)},
                 "top_emotion": EMOTIONS[int(np.argmax(probs))] if ok else None,
@@ -67,21 +75,30 @@ SEGMENT_SCHEMA = pa.schema([
              "fv2es.checkpoint": "runs/demo/best.safetensors"})
 
 
-def write_scores(root) -> dict:
-    """A complete `fv2es score` output: segments/part-0.parquet, videos.parquet, _SUCCESS."""
+def write_scores(root, videos: dict[str, int] = VIDEOS) -> dict:
+    """A complete `fv2es score` output: segments/part-0.parquet, videos.parquet, _SUCCESS; ``videos``
+    maps names to segment counts ("broken.mp4" fails whole; "talk_a.mp4"'s segment 4 fails)."""
     from fv2es.score.sink import summarize_videos  # the job's own per-video summary
 
     (root / "segments").mkdir(parents=True)
-    segments = pa.Table.from_pylist(_segment_rows(str(root)), schema=SEGMENT_SCHEMA)
+    segments = pa.Table.from_pylist(_segment_rows(str(root), videos), schema=SEGMENT_SCHEMA)
     pq.write_table(segments, root / "segments" / "part-0.parquet")
-    videos = summarize_videos(segments, EMOTIONS)
-    pq.write_table(videos.replace_schema_metadata(SEGMENT_SCHEMA.metadata), root / "videos.parquet")
-    statuses = videos["status"].to_pylist()
-    counts = {"inputs": 4, "videos": 4, "videos_ok": statuses.count("ok"),
-              "videos_failed": 4 - statuses.count("ok"), "segments": segments.num_rows,
+    table = summarize_videos(segments, EMOTIONS)
+    pq.write_table(table.replace_schema_metadata(SEGMENT_SCHEMA.metadata), root / "videos.parquet")
+    statuses = table["status"].to_pylist()
+    n = len(videos)
+    counts = {"inputs": n, "videos": n, "videos_ok": statuses.count("ok"),
+              "videos_failed": n - statuses.count("ok"), "segments": segments.num_rows,
               "segments_ok": segments["status"].to_pylist().count("ok"), "model_id": MODEL_ID}
     (root / "_SUCCESS").write_text(json.dumps(counts))
     return counts
+
+
+def write_labels(path, scores_root, labels: dict[str, str] = LABELS):
+    """A manifest (JSONL) giving each scored video of ``write_scores`` its true label."""
+    path.write_text("".join(json.dumps({"video_uri": f"{scores_root}/videos/{name}", "label": label}) + "\n"
+                            for name, label in labels.items()))
+    return path
 
 
 def write_run(root, epochs: int = 4):
@@ -108,7 +125,7 @@ def check_pngs(out, page: str) -> list[str]:
     assert names
     for name, width, height in names:
         data = (out / name).read_bytes()
-        expected = PNG_PX.get(name, charts.TIMELINE_PX)
+        expected = PNG_PX[name]
         assert png_size(data) == (int(width), int(height)) == expected, name
         with Image.open(out / name) as image:
             assert image.size == expected
@@ -117,12 +134,52 @@ def check_pngs(out, page: str) -> list[str]:
     return [n for n, _, _ in names]
 
 
+class Elements(HTMLParser):
+    """The page's elements as (tag, attributes, text inside), for checking its structure."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.found, self.open = [], []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        element = (tag, dict(attrs), [])
+        self.found.append(element)
+        if tag not in ("i", "img", "br", "meta"):
+            self.open.append(element)
+
+    def handle_endtag(self, tag):
+        if any(name == tag for name, _, _ in self.open):
+            while self.open.pop()[0] != tag:
+                pass
+
+    def handle_data(self, data):
+        for element in self.open:
+            element[2].append(data)
+
+    def select(self, tag: str, cls: str | None = None, **attrs) -> list[tuple[dict, str]]:
+        """(attributes, text) of the ``tag`` elements with class ``cls`` and these attribute values."""
+        return [(a, "".join(t)) for name, a, t in self.found if name == tag
+                and (cls is None or cls in (a.get("class") or "").split())
+                and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+
+
+def timeline_of(page: str, name: str, root) -> Elements:
+    """The elements of the timeline figure of video ``name``."""
+    uri = html.escape(f"{root}/scores/videos/{name}")
+    figure = re.search(rf'<figure class=timeline id="tl-\d+" data-video="{re.escape(uri)}">.*?</figure>', page, re.S)
+    assert figure, name
+    return Elements(figure.group(0))
+
+
 @pytest.fixture(scope="module")
 def scores_and_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     counts = write_scores(root / "scores")
     write_run(root / "run")
-    index = write_report(root / "out", scores_uri=str(root / "scores"), run_uri=str(root / "run"))
+    labels = write_labels(root / "labels.jsonl", root / "scores")
+    index = write_report(root / "out", scores_uri=str(root / "scores"), run_uri=str(root / "run"),
+                         labels_uri=str(labels))
     return root, counts, index
 
 
@@ -130,11 +187,14 @@ def test_report_page_and_charts(scores_and_run):
     root, counts, index = scores_and_run
     page = index.read_text()
     names = check_pngs(index.parent, page)
-    # one timeline per video with an ok segment, plus the four summary charts that apply
-    assert sorted(names) == sorted(["dominant_emotions.png", "statuses.png", "learning_curves.png",
-                                    "timeline_00.png", "timeline_01.png", "timeline_02.png"])
-    for name in VIDEOS:
-        assert f"{root}/scores/videos/{name}" in page
+    # the summary charts that apply (something failed: the status chart); timelines are HTML
+    assert sorted(names) == sorted(["dominant_emotions.png", "statuses.png", "learning_curves.png"])
+    table = Elements(re.search(r"<table class=sortable id=videos.*?</table>", page, re.S).group(0))
+    cells = [c for c in table.select("td") if c[0].get("title", "").startswith(str(root))]
+    # every video, named relative to the folder they share (its full URI in the tooltip)
+    assert sorted(c[1] for c in cells) == sorted(VIDEOS)
+    assert {c[0]["title"] for c in cells} == {f"{root}/scores/videos/{name}" for name in VIDEOS}
+    assert f"<td>videos under</td><td>{root}/scores/videos/</td>" in page
     assert "invalid_container" in page and "bad_segment" in page
     assert html.escape(BAD_ERROR) in page and BAD_ERROR not in page
     for key in ("videos_ok", "videos_failed", "segments", "segments_ok"):
@@ -146,15 +206,67 @@ def test_report_page_and_charts(scores_and_run):
     assert "<tr class=best><td>2</td>" in page
 
 
-def test_timeline_bars_for_a_single_segment(scores_and_run):
+def test_timelines_are_spans_over_each_segments_time_with_its_transcript(scores_and_run):
     root, _, index = scores_and_run
     page = index.read_text()
-    # sorted by name: single, talk_a, talk_b; the single-segment video is drawn as coloured bars
-    assert re.search(r'timeline_00.png"[^<]*<figcaption>[^<]*single.mp4', page)
-    with Image.open(index.parent / "timeline_00.png") as image:
-        colours = {c for _, c in image.convert("RGB").getcolors(1 << 20)}
-    tab10 = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
-    assert set(tab10) <= colours
+    # sorted by name: single, talk_a, talk_b (broken has no scored segment: no timeline)
+    assert [html.unescape(v) for v in re.findall(r'<figure class=timeline id="tl-\d+" data-video="([^"]+)"', page)] \
+        == [f"{root}/scores/videos/{n}" for n in ("single.mp4", "talk_a.mp4", "talk_b.mp4")]
+    tl = timeline_of(page, "talk_a.mp4", root)
+    assert tl.select("div", "tl")[0][0]["data-duration"] == "18"  # the axis is the whole video, from 0
+    for e in EMOTIONS:  # one row per emotion: a bar across each ok segment, as high as its probability
+        bars = [a for a, _ in tl.select("span", "seg") if a.get("data-p") and a["title"].startswith(emotion_name(e))]
+        assert [(a["data-start"], a["data-end"]) for a in bars] == \
+            [(f"{2 * k}", f"{2 * k + 2}") for k in range(9) if k != 4]
+        assert all(f"left:{100 * float(a['data-start']) / 18:.3f}%;width:{100 * 2 / 18:.3f}%" in a["style"]
+                   for a in bars)
+    (failed,) = tl.select("span", "failed")
+    assert (failed[0]["data-start"], failed[0]["data-end"], failed[0]["data-status"]) == ("8", "10", "bad_segment")
+    # under the bars, what was said in each segment, under its own time
+    said_row = tl.select("span", "say")
+    assert [(a["data-start"], a["data-end"], text) for a, text in said_row] == \
+        [(f"{2 * k}", f"{2 * k + 2}", said("talk_a.mp4", k)) for k in range(9)]
+    assert html.escape(said("talk_a.mp4", 3)) in page and said("talk_a.mp4", 3) not in page
+    # a one-segment video: its bars span the whole axis, one per emotion, in the emotions' colours
+    single = timeline_of(page, "single.mp4", root)
+    bars = [a for a, _ in single.select("span", "seg") if a.get("data-p")]
+    assert [(a["data-start"], a["data-end"]) for a in bars] == [("0", "2")] * len(EMOTIONS)
+    tab10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    assert [re.search(r"background:(#\w+)", a["style"]).group(1) for a in bars] == tab10
+    assert all("left:0.000%;width:100.000%" in a["style"] for a in bars)
+
+
+def test_legend_names_every_emotion_in_full(scores_and_run):
+    _, _, index = scores_and_run
+    legend = {a["data-emotion"]: text for a, text in Elements(index.read_text()).select("span", "lg")}
+    assert legend == {"ang": "ang = angry", "exc": "exc = excited", "fru": "fru = frustrated",
+                      "hap": "hap = happy", "neu": "neu = neutral", "sad": "sad"}
+
+
+def test_true_label_column_when_labels_are_given(scores_and_run, tmp_path):
+    root, _, index = scores_and_run
+    table = re.search(r"<table class=sortable id=videos.*?</table>", index.read_text(), re.S).group(0)
+    head = [t for _, t in Elements(table).select("th")]
+    assert head == ["video", "duration (s)", "segments ok", "true label", "dominant", "mean probability", "status"]
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])
+    true = {Elements(r).select("td")[0][1]: Elements(r).select("td")[3] for r in rows}
+    assert {name: (a["title"], text) for name, (a, text) in true.items()} == \
+        {name: (label, emotion_name(label)) for name, label in LABELS.items()}  # full name, code in the tooltip
+    # without labels, no such column
+    plain = write_report(tmp_path / "out", scores_uri=str(root / "scores")).read_text()
+    assert "<th>true label</th>" not in plain and "dominant emotion = true label" not in plain
+
+
+def test_no_failures_no_failure_chart_and_every_video_listed(tmp_path):
+    many = {f"clip_{i:03d}.mp4": 1 for i in range(report.PAGE_ROWS + 5)}  # more than one page
+    counts = write_scores(tmp_path / "scores", many)
+    assert counts["videos_failed"] == 0 and counts["segments_ok"] == counts["segments"] == len(many)
+    page = write_report(tmp_path / "out", scores_uri=str(tmp_path / "scores")).read_text()
+    assert check_pngs(tmp_path / "out", page) == ["dominant_emotions.png"]  # no statuses.png
+    assert "No failed videos or segments." in page and "failure kind" not in page
+    table = Elements(re.search(r"<table class=sortable id=videos.*?</table>", page, re.S).group(0))
+    assert sorted(t for a, t in table.select("td") if "title" in a and t.startswith("clip_")) == sorted(many)
+    assert f'data-page="{report.PAGE_ROWS}"' in page and "<script>" in page
 
 
 def test_incomplete_output_is_summarised(tmp_path):
@@ -253,5 +365,5 @@ def test_scoring_output_on_s3(tmp_path, s3_endpoint):
     write_scores(tmp_path / "scores")
     fsspec.filesystem("s3", **s3_endpoint).put(str(tmp_path / "scores"), "data/scores", recursive=True)
     page = write_report(tmp_path / "out", scores_uri="s3://data/scores", storage_options=s3_endpoint).read_text()
-    assert len(check_pngs(tmp_path / "out", page)) == 5  # 3 timelines, dominant emotions, statuses
+    assert len(check_pngs(tmp_path / "out", page)) == 2  # dominant emotions, statuses (timelines are HTML)
     assert "<td>segments ok</td><td>14</td>" in page and html.escape(BAD_ERROR) in page

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="fv2es-demo", help="where everything goes [fv2es-demo]")
     parser.add_argument("--videos", type=int, default=60, help="clips in the demo corpus [60]")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs [5]")
-    parser.add_argument("--rows", type=int, default=12, help="videos shown in the table [12]")
+    parser.add_argument("--rows", type=int, default=6, help="videos shown in the table [6]")
     parser.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS or a local Ray)")
     add_config_arguments(parser)
 
@@ -40,11 +40,15 @@ def _config(args):
 
 
 def _step(name: str) -> None:
-    print(f"\n== {name}", flush=True)
+    print(f"== {name}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``fv2es demo``; returns the exit code (2: a problem in what the user gave)."""
+    from fv2es.report import check_writable_folder
+
+    work = check_writable_folder(Path(args.workdir).resolve(), "workdir",
+                                 "choose a --workdir you can write to")  # before any work
     from fv2es.media.democorpus import make_demo_corpus
     from fv2es.pipeline.dataset import init_ray
     from fv2es.preprocess import PreprocessRequest, run_preprocess
@@ -54,17 +58,15 @@ def run(args: argparse.Namespace) -> int:
     from fv2es.train.job import TrainRequest, run_train
 
     cfg = _config(args)
-    work = Path(args.workdir).resolve()
     corpus, shards, runs, scores = work / "corpus", work / "shards", work / "runs", work / "scores"
     best = runs / "demo" / "best.safetensors"
     init_ray(args.address)
 
-    _step(f"1/5 demo corpus -> {corpus}")
+    _step(f"1/5 demo corpus of {args.videos} clips -> {corpus}")
     if (corpus / "manifest.jsonl").exists():
         print("already there")
     else:
         make_demo_corpus(corpus, videos=args.videos, seed=0, seconds=(1.5, 2.5))
-        print(f"{args.videos} clips")
     _step(f"2/5 preprocess -> {shards}")
     if ExampleShards(str(shards)).exists():
         print("already there")
@@ -78,11 +80,14 @@ def run(args: argparse.Namespace) -> int:
     _step(f"4/5 score the corpus -> {scores}")
     run_score(cfg, ScoreRequest(str(corpus), str(scores), str(best)))
     _step(f"5/5 report -> {work / 'report'}")
-    report = write_report(work / "report", scores_uri=str(scores), run_uri=str(runs / "demo"), data_uri=str(shards))
+    report = write_report(work / "report", scores_uri=str(scores), run_uri=str(runs / "demo"), data_uri=str(shards),
+                          labels_uri=str(corpus / "manifest.jsonl"))
     print_table(scores, corpus / "manifest.jsonl", args.rows)
-    print(f"\nscores: {scores}  (segments/*.parquet, videos.parquet)")
+    print(f"scores: {scores}  (segments/*.parquet, videos.parquet)")
     print(f"model:  {best}")
     print(f"report: {report}")
+    print("note: the demo model learns the demo corpus's synthetic cues (a tint, a pitch, class words); "
+          "it means nothing on real video (README: real models)")
     return 0
 
 
@@ -101,7 +106,7 @@ def print_table(scores: Path, manifest: Path, rows: int) -> None:
         faces[s["video_uri"]] = faces.get(s["video_uri"], 0) + s["faces_found"]
         frames[s["video_uri"]] = frames.get(s["video_uri"], 0) + s["frames_sampled"]
     emotions = [c[5:] for c in videos[0] if c.startswith("prob_")]
-    print("\n" + f"{'video':<16}{'label':<7}{'dominant':<10}" + "".join(f"{e:>6}" for e in emotions) + "  faces")
+    print(f"{'video':<16}{'label':<7}{'dominant':<10}" + "".join(f"{e:>6}" for e in emotions) + "  faces")
     for v in videos[:rows]:
         name = Path(v["video_uri"]).name
         probs = "".join(f"{v['prob_' + e]:>6.2f}" if v["status"] == "ok" else f"{'-':>6}" for e in emotions)

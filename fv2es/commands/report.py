@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an `fv2es train` run folder (metrics.jsonl, best.safetensors)")
     parser.add_argument("--data", default=None, metavar="URI",
                         help="the run's `fv2es preprocess` output: adds the test confusion matrix of best.safetensors")
+    parser.add_argument("--labels", default=None, metavar="URI",
+                        help="a manifest with the scored videos' true labels (CSV / JSONL / Parquet with video_uri "
+                             "and label or labels): adds a true-label column")
     parser.add_argument("--output", "-o", required=True, metavar="DIR",
                         help="local folder for index.html and its PNGs")
     add_storage_arguments(parser)
@@ -28,7 +31,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.scores and not args.run:
         print("fv2es report: give --scores and/or --run", file=sys.stderr)
         return 2
+    for flag, needs, value in (("--data", "--run", args.run), ("--labels", "--scores", args.scores)):
+        if getattr(args, flag[2:]) and not value:
+            print(f"fv2es report: {flag} needs {needs}", file=sys.stderr)
+            return 2
     index = write_report(args.output, scores_uri=args.scores, run_uri=args.run, data_uri=args.data,
-                         storage_options=storage_options(args))
+                         storage_options=storage_options(args), labels_uri=args.labels)
     print(f"wrote {index}")
     return 0

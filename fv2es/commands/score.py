@@ -19,9 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(.csv/.jsonl/.parquet with video_uri[, start, end, text, ...])")
     parser.add_argument("--output", "-o", required=True, metavar="URI",
                         help="output folder (any fsspec URI); rerunning into it resumes")
-    parser.add_argument("--checkpoint", required=True, metavar="URI", help="an fv2es checkpoint (.safetensors)")
+    parser.add_argument("--checkpoint", required=True, metavar="URI",
+                        help="an fv2es checkpoint (.safetensors), or a run or checkpoint_epoch_NNN/ folder")
     parser.add_argument("--address", default=None,
                         help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="also re-score the videos that failed with a transient kind (decoder_crashed, "
+                             "unreadable) in an earlier run into this output")
     add_storage_arguments(parser)
     add_config_arguments(parser)
 
@@ -29,10 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score ``--input`` into ``--output``. A bad input, config, checkpoint or speech model is a
     :class:`~fv2es.errors.UserError` (the CLI prints it, exit 2); a missing file likewise."""
+    from fv2es.models.checkpoint import resolve_checkpoint
     from fv2es.score.job import ScoreRequest, run_score
+    from fv2es.storage import check_access, options_for
 
     cfg = config_from_args(args)
-    req = ScoreRequest(args.input, args.output, args.checkpoint, storage_options(args), args.address)
+    check_access(args.checkpoint, storage_options(args), "checkpoint")  # S3 credentials and bucket, in one line
+    # A run folder or checkpoint_epoch_NNN/ folder: its best.safetensors / model.safetensors (said so).
+    checkpoint = resolve_checkpoint(args.checkpoint, options_for(args.checkpoint, storage_options(args)))
+    req = ScoreRequest(args.input, args.output, checkpoint, storage_options(args), args.address,
+                       retry_failed=args.retry_failed)
     try:
         run_score(cfg, req)
     except FileNotFoundError as exc:  # a checkpoint or manifest that is not there

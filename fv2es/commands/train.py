@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``fv2es train``; returns the exit code (2: a problem in what the user gave)."""
     from fv2es.config import load_config
+    from fv2es.models.checkpoint import resolve_checkpoint
     from fv2es.shards import ExampleShards
+    from fv2es.storage import options_for
     from fv2es.train.evaluate import run_evaluate
     from fv2es.train.job import TrainRequest, run_train, with_dataset_emotions
     from fv2es.train.seed_cli import SeedFlagError, seed_request
@@ -42,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = with_dataset_emotions(cfg, info)
     seed.check(cfg.model.emotions, cfg.model.modalities)
     if seed.evaluate_only:
+        ckpt = resolve_checkpoint(seed.ckpt, options_for(seed.ckpt, options))  # a run folder: its best
         for split, wanted in (("valid", seed.valid_only), ("test", seed.test_only)):
             if wanted:
-                run_evaluate(seed.ckpt, cfg.data.datapath, split, options)
+                run_evaluate(ckpt, cfg.data.datapath, split, options)
         return 0
     req = TrainRequest(cfg.data.datapath, args.output, args.name, options, args.address,
                        seed.ckpt, seed.ckpt_mod)

@@ -35,6 +35,23 @@ def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def fill_empty_splits(sizes: Sequence[int], fractions: Sequence[float]) -> tuple[int, ...]:
+    """``sizes`` of one class's splits, changed so that every split with a share gets at least one
+    item when the class has enough for that (three for the seed's 70/10/20): each empty split takes
+    one from the largest. Validation picks the thresholds and the best epoch, and a class missing
+    from it (5 clips at 70/10/20 round to 4/0/1) leaves that emotion untuned."""
+    sizes = list(sizes)
+    wanted = [i for i, f in enumerate(fractions) if f > 0]
+    if sum(sizes) < len(wanted):
+        return tuple(sizes)
+    for i in wanted:
+        if sizes[i] == 0:
+            largest = max(range(len(sizes)), key=lambda j: (sizes[j], -j))
+            sizes[largest] -= 1
+            sizes[i] += 1
+    return tuple(sizes)
+
+
 def assign_random_splits(
     utterances: Sequence[Utterance],
     fractions: Sequence[float],
@@ -45,7 +62,8 @@ def assign_random_splits(
 
     The draw depends on the set of ids, not on their order, so re-reading a dataset in another
     order gives the same split. With ``stratify`` each label set is split on its own, so every
-    split gets each class in proportion (the totals may then differ from exact by rounding).
+    split gets each class in proportion (the totals may then differ from exact by rounding), and at
+    least one of each label set that has three or more items (:func:`fill_empty_splits`).
 
     Raises:
         ValueError: bad fractions, or duplicate ids.
@@ -60,7 +78,8 @@ def assign_random_splits(
         members = groups[key]
         rng.shuffle(members)
         at = 0
-        for name, size in zip(SPLITS, split_sizes(len(members), fractions)):
+        sizes = split_sizes(len(members), fractions)
+        for name, size in zip(SPLITS, fill_empty_splits(sizes, fractions) if stratify else sizes):
             for i in members[at : at + size]:
                 assigned[i] = name
             at += size

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fv2es.data.splits import fill_empty_splits
 from fv2es.emotions import IEMOCAP_EMOTIONS
 from fv2es.media.encode import write_clip
 
@@ -161,6 +162,8 @@ def _stratified_splits(labels: np.ndarray, rng: np.random.Generator) -> list[str
         n = len(members)
         n_train = round(n * SPLITS[0][1])
         n_valid = min(n - n_train, round(n * SPLITS[1][1]))
+        # Every split gets a clip of each class that has three (5 clips round to 4/0/1).
+        n_train, n_valid, _ = fill_empty_splits((n_train, n_valid, n - n_train - n_valid), [f for _, f in SPLITS])
         for j, idx in enumerate(members.tolist()):
             splits[idx] = "train" if j < n_train else "valid" if j < n_train + n_valid else "test"
     return splits

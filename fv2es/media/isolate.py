@@ -18,11 +18,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 
 from fv2es.media.decode import DecodeConfig, Decoded, MediaInfo, decode, failed_rows, probe
-from fv2es.media.failures import CRASHED, DECODE_ERROR, TIMEOUT, MediaError
+from fv2es.media.failures import CRASHED, DECODE_ERROR, TIMEOUT, UNREADABLE, MediaError
 from fv2es.storage import redact_text, redact_uri
 
 # The child is a fresh interpreter that runs only this module's loop: not a fork (the caller may
@@ -89,6 +90,45 @@ def probe_isolated(
     if not ok:
         raise MediaError(*payload)
     return payload
+
+
+# Failure kinds that may pass on a second try: the decoder child killed from outside (the OOM
+# killer, an operator), a read that failed during a network or object-store outage. An input that
+# is not there or not ours to read fails the same way every time: not retried.
+TRANSIENT_KINDS = (CRASHED, UNREADABLE)
+_PERMANENT_CAUSES = ("FileNotFoundError", "PermissionError", "IsADirectoryError", "NotADirectoryError")
+
+
+def is_transient(kind: str, message: str = "") -> bool:
+    """Whether a failure of ``kind`` (with ``message``) is worth retrying (see :data:`TRANSIENT_KINDS`)."""
+    if kind == UNREADABLE:  # the message names the cause's type (fv2es.media.decode._open)
+        return not any(cause in message for cause in _PERMANENT_CAUSES)
+    return kind in TRANSIENT_KINDS
+
+
+def decode_retrying(uri: str, segments, config: DecodeConfig, storage_options: dict | None, timeout_s: float,
+                    retries: int, backoff_s: float, *, decode_fn: DecodeFn = decode) -> list[Decoded]:
+    """:func:`decode_isolated`, tried again up to ``retries`` times (after ``backoff_s``, then twice
+    that, ...) while every row failed with a transient kind; the last try's rows are returned."""
+    for attempt in range(retries + 1):
+        rows = decode_isolated(uri, segments, config, storage_options, timeout_s, decode_fn=decode_fn)
+        if attempt == retries or not rows or not all(is_transient(r.status, r.error) for r in rows):
+            return rows
+        time.sleep(backoff_s * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def probe_retrying(uri: str, storage_options: dict | None, config: DecodeConfig, retries: int,
+                   backoff_s: float) -> MediaInfo:
+    """:func:`probe_isolated`, tried again like :func:`decode_retrying` after a transient failure."""
+    for attempt in range(retries + 1):
+        try:
+            return probe_isolated(uri, storage_options, config=config)
+        except MediaError as e:
+            if attempt == retries or not is_transient(e.kind, e.message):
+                raise
+        time.sleep(backoff_s * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def shutdown() -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import posixpath
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +26,19 @@ from fv2es.config import from_dict, to_dict
 from fv2es.errors import CheckpointError, ConfigError
 from fv2es.models.config import ModelConfig
 
+log = logging.getLogger(__name__)
+
 FORMAT = "fv2es-checkpoint/1"
+# What a folder given as a checkpoint may hold, in order of preference: a run folder's best
+# checkpoint, then the model file of one ``checkpoint_epoch_NNN/`` folder.
+FOLDER_FILES = ("best.safetensors", "model.safetensors")
+EPOCH_PREFIX = "checkpoint_epoch_"
 # How logits become probabilities: per emotion (multi-label, BCE training) or over the emotions
 # (single-label, cross-entropy training).
 ACTIVATIONS = ("sigmoid", "softmax")
+# Which emotions a score's ``predicted`` lists: every one above its threshold (multi-label), or the
+# most probable one (a model trained on single-label data: one emotion per utterance).
+DECISIONS = ("thresholds", "argmax")
 
 
 def activation_for_loss(loss: str | None) -> str:
@@ -44,17 +56,27 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, epoch, run config, ...
     model_id: str = ""  # sha256 of the checkpoint bytes (first 16 hex digits)
     activation: str = "sigmoid"  # logits -> probabilities: one of ACTIVATIONS
+    decision: str = "thresholds"  # probabilities -> predicted emotions: one of DECISIONS
 
 
-def save_checkpoint(uri: str, model, *, thresholds=None, activation: str | None = None, extra: dict | None = None,
-                    storage_options: dict | None = None) -> str:
+def default_decision(activation: str) -> str:
+    """A softmax model predicts its argmax; a sigmoid one, every emotion above its threshold."""
+    return "argmax" if activation == "softmax" else "thresholds"
+
+
+def save_checkpoint(uri: str, model, *, thresholds=None, activation: str | None = None, decision: str | None = None,
+                    extra: dict | None = None, storage_options: dict | None = None) -> str:
     """Write ``model`` (an FV2ES, training or inference form) to ``uri``; returns its model id.
 
-    ``activation`` (one of ``ACTIVATIONS``) defaults to the one of ``extra["loss"]``, else sigmoid.
+    ``activation`` (one of ``ACTIVATIONS``) defaults to the one of ``extra["loss"]``, else sigmoid;
+    ``decision`` (one of ``DECISIONS``) to :func:`default_decision` of the activation.
     """
     activation = activation or activation_for_loss((extra or {}).get("loss"))
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    decision = decision or default_decision(activation)
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
     model = getattr(model, "module", model)  # unwrap DDP
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     meta = {
@@ -65,6 +87,7 @@ def save_checkpoint(uri: str, model, *, thresholds=None, activation: str | None 
         "emotions": json.dumps(list(model.config.emotions)),
         "thresholds": json.dumps(None if thresholds is None else [float(t) for t in thresholds]),
         "activation": activation,
+        "decision": decision,
         "extra": json.dumps(extra or {}),
         # The text encoder's Hugging Face config: the model rebuilds from this file alone.
         "text_config": json.dumps(model.text_config() if hasattr(model, "text_config") else None),
@@ -97,9 +120,60 @@ class CheckpointInfo:
     fv2es_version: str
     text_config: dict | None = None  # the text encoder's Hugging Face config (None: look it up by name)
     activation: str = "sigmoid"  # one of ACTIVATIONS
+    decision: str = "thresholds"  # one of DECISIONS
+
+
+def resolve_checkpoint(uri: str, storage_options: dict | None = None) -> str:
+    """The checkpoint file that ``uri`` names: the file itself, or in a folder its
+    ``best.safetensors`` (a run folder), else its ``model.safetensors`` (a ``checkpoint_epoch_NNN/``
+    folder), else the newest ``checkpoint_epoch_NNN/model.safetensors`` (a run still training).
+
+    A local path comes back absolute: processes that open it later (Ray Train workers) run in other
+    working directories. When a folder was given, the file taken is logged. Every reader of
+    checkpoints goes through here; the commands call it on the driver, before any Ray work.
+
+    Raises:
+        CheckpointError: nothing at ``uri``, or a folder holding no checkpoint.
+    """
+    from fsspec.core import url_to_fs
+
+    if "://" not in uri:
+        uri = os.path.abspath(os.path.expanduser(uri))
+    elif uri.split("://", 1)[0] in ("http", "https"):
+        return uri  # a URL names a file (e.g. a presigned one); HTTP has no folders to look into
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    if fs.isfile(path):
+        return uri
+    if not fs.isdir(path):
+        raise CheckpointError(f"not found: {uri}")  # as the CLI says it of any missing path
+    folder = uri.rstrip("/")
+    names = {posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)}
+    chosen = next((name for name in FOLDER_FILES if name in names), None)
+    why = ""
+    if chosen is None:
+        epochs = sorted(n for n in names if n.startswith(EPOCH_PREFIX)
+                        and fs.isfile(posixpath.join(path, n, "model.safetensors")))
+        if not epochs:
+            raise CheckpointError(f"{uri}: a folder without a checkpoint (no {' or '.join(FOLDER_FILES)}, "
+                                  f"no {EPOCH_PREFIX}NNN/model.safetensors); give the checkpoint file")
+        chosen, why = f"{epochs[-1]}/model.safetensors", " (no best.safetensors yet: the newest epoch's)"
+    log.info(f"checkpoint: using {folder}/{chosen}{why}")
+    return f"{folder}/{chosen}"
+
+
+def _check_complete(data: bytes, uri: str) -> None:
+    """A truncated file (an interrupted copy or upload) fails here, on the driver, in one line,
+    rather than when a worker builds the model."""
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    if len(data) != 8 + length + end:
+        raise CheckpointError(f"{uri}: truncated or corrupt checkpoint ({len(data):,d} bytes; its header "
+                              f"describes {8 + length + end:,d}); copy or write it again")
 
 
 def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo]:
+    uri = resolve_checkpoint(uri, storage_options)
     with fsspec.open(uri, "rb", **(storage_options or {})) as f:
         data = f.read()
     try:
@@ -108,10 +182,13 @@ def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo
         raise CheckpointError(f"{uri}: not an fv2es checkpoint (unreadable safetensors header: {exc})") from exc
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{uri}: not an fv2es checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    _check_complete(data, uri)
     try:
         config = from_dict(ModelConfig, json.loads(meta["model_config"]), "model")
     except ConfigError as exc:
         raise CheckpointError(f"{uri}: its model config is not valid for this fv2es version: {exc}") from exc
+    # Checkpoints written before the typed field record only the training loss in ``extra``.
+    activation = meta.get("activation") or activation_for_loss(json.loads(meta.get("extra", "{}")).get("loss"))
     return data, CheckpointInfo(
         config=config,
         thresholds=json.loads(meta.get("thresholds", "null")),
@@ -120,8 +197,8 @@ def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo
         reparameterized=json.loads(meta["reparameterized"]),
         fv2es_version=meta.get("fv2es_version", ""),
         text_config=json.loads(meta.get("text_config", "null")),
-        # Checkpoints written before the typed field record only the training loss in ``extra``.
-        activation=meta.get("activation") or activation_for_loss(json.loads(meta.get("extra", "{}")).get("loss")),
+        activation=activation,
+        decision=meta.get("decision") or default_decision(activation),
     )
 
 
@@ -154,4 +231,4 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
         model.eval()
     model.to(device)
     return Checkpoint(model=model, config=config, thresholds=info.thresholds, extra=info.extra,
-                      model_id=info.model_id, activation=info.activation)
+                      model_id=info.model_id, activation=info.activation, decision=info.decision)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from fv2es.config import Config, SegmentsConfig
-from fv2es.errors import ConfigError
+from fv2es.errors import ConfigError, UserError
 from fv2es.pipeline.stages import Decode, Faces, Spectrogram, Transcribe
 from fv2es.storage import options_for
 
@@ -22,11 +23,45 @@ SAMPLE_RATE = 16000  # Whisper's input rate: the decoded audio's when speech-to-
 
 
 def init_ray(address: str | None) -> None:
-    """Connect to ``address``, else ``RAY_ADDRESS``, else start an embedded local Ray (once)."""
+    """Connect to ``address``, else ``RAY_ADDRESS``, else start an embedded local Ray (once).
+    An address that does not answer fails in one line (:func:`check_ray_address`), not after
+    Ray's minutes of retries."""
     import ray
 
     if not ray.is_initialized():
+        check_ray_address(address)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def check_ray_address(address: str | None, timeout_s: float = 30.0) -> None:
+    """Raise :class:`~fv2es.errors.UserError` unless ``address`` (else ``RAY_ADDRESS``), when it
+    names a host and port (``host:port``, ``ray://host:port``), accepts a TCP connection. A refused
+    connection is tried three times a second apart; one that hangs until ``timeout_s`` in all.
+    ``auto``, ``local`` and no address are left to Ray."""
+    import socket
+    import time
+
+    given = address or os.environ.get("RAY_ADDRESS") or ""
+    hostport = given.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if given in ("", "auto", "local") or not host or not port.isdigit():
+        return
+    deadline, refused, reason = time.monotonic() + timeout_s, 0, ""
+    while time.monotonic() < deadline and refused < 3:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=max(0.1, deadline - time.monotonic())):
+                return
+        except ConnectionRefusedError:
+            refused, reason = refused + 1, "connection refused"
+            time.sleep(1.0)
+        except OSError as e:  # a name that does not resolve, a timeout, no route
+            reason = e.strerror or type(e).__name__
+            if isinstance(e, socket.gaierror):
+                break
+            time.sleep(1.0)
+    source = "--address" if address else "RAY_ADDRESS"
+    raise UserError(f"no Ray cluster answers at {given} ({source}): {reason}; start the cluster, fix the "
+                    f"address, or leave it out for an embedded local Ray")
 
 
 @dataclass(frozen=True)
@@ -61,16 +96,32 @@ def check_speech_model(cfg: Config, storage_options: dict | None) -> None:
     check_model(cfg.asr, options_for(cfg.asr.model, storage_options))
 
 
+def sized_config(cfg: Config, *, model: bool) -> Config:
+    """``cfg`` with the resources it leaves to the cluster sized from the connected Ray cluster
+    (:func:`fv2es.compute.size_resources`; ``model``: the job ends in the model stage). Logs the
+    sizing; a config already sized is returned as it is."""
+    from fv2es.compute import cluster_shape, describe, size_resources
+
+    cpus, gpus = cluster_shape()
+    asr = cfg.asr.mode != "never"
+    sized = size_resources(cfg.resources, cpus, gpus, model=model, asr=asr)
+    if sized == cfg.resources:
+        return cfg
+    logging.getLogger(__name__).info("resources: " + describe(sized, cpus, gpus, model=model, asr=asr))
+    return dataclasses.replace(cfg, resources=sized)
+
+
 def media_stages(cfg: Config, segments: SegmentsConfig, storage_options: dict | None,
                  asr_storage_options: dict | None = None) -> list[StageSpec]:
-    """Decode -> (transcribe) -> spectrogram -> faces, with the resources of ``cfg.resources``.
+    """Decode -> (transcribe) -> spectrogram -> faces, with the resources of ``cfg.resources``
+    (values left to the cluster are sized first: :func:`sized_config`; Ray must be running).
 
     ``segments`` is the plan (scoring passes ``cfg.segments``; preprocessing its own);
     ``storage_options`` are the inputs', ``asr_storage_options`` the speech model's. The
     transcription stage is there unless ``asr.mode`` is ``never``; it and the face stage run on
     CUDA when given GPUs.
     """
-    r = cfg.resources
+    r = sized_config(cfg, model=False).resources
     faces = cfg.faces if r.face_gpus == 0 else dataclasses.replace(cfg.faces, device="cuda")
     stages = [StageSpec("decode", Decode, (cfg.decode, segments, r, storage_options, cfg.asr.mode),
                         batch_size=1, cpus=r.decode_cpus)]

@@ -3,20 +3,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 
 import fv2es
-from fv2es.config import Config
+from fv2es.config import Config, to_dict
+from fv2es.media.isolate import is_transient
 from fv2es.models import read_checkpoint_info
-from fv2es.pipeline.dataset import StageSpec, build_dataset, check_speech_model, init_ray, media_stages
+from fv2es.pipeline.dataset import (
+    StageSpec,
+    build_dataset,
+    check_ray_address,
+    check_speech_model,
+    init_ray,
+    media_stages,
+    sized_config,
+)
 from fv2es.pipeline.plan import list_jobs
 from fv2es.pipeline.stages import SpeechNumbering
-from fv2es.score.model_stage import ModelStage, prob_column
+from fv2es.pipeline.stages.decode import job_id
+from fv2es.progress import Progress
+from fv2es.score.model_stage import ModelStage, model_precision, prob_column
 from fv2es.score.sink import ScoreOutput, VideoCollector, summarize_videos
-from fv2es.storage import options_for, redact_uri
+from fv2es.storage import check_access, options_for, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +37,7 @@ def segment_columns(emotions) -> list[str]:
     """The columns of the per-segment table, in order (the README documents each)."""
     return [
         "video_uri", "segment_index", "segment_count", "utterance_id", "start", "end", "video_duration_s",
-        "text", "text_source", "language", "asr_confidence", "speaker_side", "frames_sampled", "faces_found",
+        "text", "text_source", "language", "asr_confidence", "speaker_side", "job_id", "frames_sampled", "faces_found",
         "piece_count", "has_video", "has_audio", *[prob_column(e) for e in emotions], "top_emotion", "predicted",
         "model_id", "status", "error", "decode_ms", "asr_ms", "face_ms", "model_ms",
     ]
@@ -40,27 +52,55 @@ class ScoreRequest:
     checkpoint_uri: str
     storage_options: dict | None = None  # for s3:// (and other remote) URIs
     address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
+    retry_failed: bool = False  # re-score the jobs whose rows failed with a transient kind
+
+
+def scoring_config(cfg: Config, model_config) -> dict:
+    """What the scores depend on: the checkpoint's model config (not the config file's ``model``
+    section) and the media, segment and speech sections. Resources and the like are left out:
+    they change how fast, not what, so a resume may change them."""
+    return {"model": to_dict(model_config), **{k: to_dict(getattr(cfg, k))
+                                                for k in ("decode", "faces", "spectrogram", "segments", "asr")}}
 
 
 def run_score(cfg: Config, req: ScoreRequest) -> dict:
-    """Score every input not yet in the output; returns the counts written to ``_SUCCESS``."""
+    """Score every input not yet in the output; returns the counts written to ``_SUCCESS``.
+
+    Before any work: every S3 URI's credentials and bucket, the checkpoint, the Ray address and
+    the speech model are checked; then the output's lease is taken (one run per output) and the
+    output's model and config checked against this run's (one model per output).
+    """
     started = time.time()
+    for uri, what in ((req.checkpoint_uri, "checkpoint"), (req.input_uri, "input"), (req.output_uri, "output")):
+        check_access(uri, req.storage_options, what)
     info = read_checkpoint_info(req.checkpoint_uri, options_for(req.checkpoint_uri, req.storage_options))
+    check_ray_address(req.address)
     check_speech_model(cfg, req.storage_options)  # before any video is read
     emotions = list(info.config.emotions)
+    config = scoring_config(cfg, info.config)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     metadata = {
         "fv2es.version": fv2es.__version__,
         "fv2es.emotions": json.dumps(emotions),
         "fv2es.model_id": info.model_id,
         "fv2es.checkpoint": redact_uri(req.checkpoint_uri),  # a presigned URL's signature is a secret
         "fv2es.thresholds": json.dumps(info.thresholds),
-        "fv2es.config": json.dumps(cfg.to_dict()),
-        "fv2es.config_digest": cfg.digest(),
+        "fv2es.config": json.dumps(config),
+        "fv2es.config_digest": digest,
     }
-    output = ScoreOutput(req.output_uri, options_for(req.output_uri, req.storage_options), metadata)
     jobs = list_jobs(req.input_uri, cfg.score, options_for(req.input_uri, req.storage_options))
-    done = output.done_jobs()
-    todo = [j for j in jobs if (j["video_uri"], j["speaker_side"]) not in done]
+    output = ScoreOutput(req.output_uri, options_for(req.output_uri, req.storage_options), metadata,
+                         write_retries=cfg.score.write_retries)
+    with output.lease(cfg.score.lease_ttl_s):
+        output.pin({"model_id": info.model_id, "config_digest": digest,
+                    "checkpoint": redact_uri(req.checkpoint_uri), "fv2es_version": fv2es.__version__})
+        return _run_leased(cfg, req, output, jobs, info, emotions, started)
+
+
+def _run_leased(cfg: Config, req: ScoreRequest, output: ScoreOutput, jobs: list[dict], info, emotions, started):
+    """The job, once this run holds the output's lease and the output is known to be this model's."""
+    done = output.done_jobs(redo=is_transient if req.retry_failed else None)
+    todo = [j for j in jobs if job_id(j) not in done]
     if not todo and output.is_complete():
         counts = output.success()
         log.info(f"{redact_uri(req.output_uri)} is already complete: {counts['videos']} videos "
@@ -74,7 +114,7 @@ def run_score(cfg: Config, req: ScoreRequest) -> dict:
     collector.flush()
     missing = {**collector.incomplete(), **dict.fromkeys(held, 0)}
     if missing:
-        raise RuntimeError(f"rows missing for {len(missing)} videos (e.g. {next(iter(missing))}); output left incomplete")
+        raise RuntimeError(f"rows missing for {len(missing)} jobs (e.g. job {next(iter(missing))}); output left incomplete")
 
     segments = output.read_segments()
     videos = summarize_videos(segments, emotions)
@@ -97,31 +137,32 @@ def run_score(cfg: Config, req: ScoreRequest) -> dict:
 
 
 def model_stage(cfg: Config, req: ScoreRequest) -> StageSpec:
-    """The model actor pool that ends the scoring pipeline."""
+    """The model actor pool that ends the scoring pipeline (``cfg`` sized: :func:`sized_config`)."""
     r = cfg.resources
     return StageSpec("model", ModelStage, kwargs={
         "checkpoint_uri": req.checkpoint_uri,
         "storage_options": options_for(req.checkpoint_uri, req.storage_options),
-        "device": "cuda" if r.model_gpus > 0 else "cpu",
-        "threads": max(1, round(r.model_cpus)), "batch_size": r.model_batch_size},
+        "device": "cuda" if r.model_gpus > 0 else "cpu", "precision": model_precision(cfg),
+        "threads": r.model_threads, "batch_size": r.model_batch_size,
+        "max_pieces": r.model_batch_pieces, "max_frames": r.model_batch_frames},
         batch_size=r.model_batch_size, cpus=r.model_cpus, gpus=r.model_gpus, actors=r.model_actors)
 
 
 def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCollector) -> list:
     """Run the pipeline into ``collector``; returns the videos cut at speech left with chunks missing."""
     init_ray(req.address)
-    stages = media_stages(cfg, cfg.segments, options_for(req.input_uri, req.storage_options), req.storage_options)
+    cfg = sized_config(cfg, model=True)  # resources left to the cluster, sized (and logged) once
+    collector.output.metadata[b"fv2es.precision"] = model_precision(cfg).encode()  # before any part is written
+    # The options go to every remote video and audio URI (a local manifest may list s3:// videos).
+    stages = media_stages(cfg, cfg.segments, req.storage_options, req.storage_options)
     ds = build_dataset(todo, [*stages, model_stage(cfg, req)])
     numbering = SpeechNumbering()
-    started, last = time.time(), 0.0
+    progress = Progress("score", len(todo))  # one line: in place on a terminal, periodic in a log
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for table in numbering.add(batch):
             collector.add(table)
-        if time.time() - last > 5:
-            last = time.time()
-            rate = collector.seconds / max(1e-9, last - started)
-            log.info(f"[score] {collector.videos_done}/{len(todo)} videos ({collector.videos_failed} failed), "
-                     f"{collector.segments} segments, {rate:.1f} video-s/s")
+        progress.update(collector.videos_done, collector.videos_failed, collector.seconds)
+    progress.finish()
     return numbering.incomplete()
 
 

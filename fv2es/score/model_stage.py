@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from fv2es.media.failures import OK
+from fv2es.pipeline.timing import apportion
 
 EMPTY = "empty"  # a decoded segment with none of the model's modalities in it
 
@@ -17,39 +18,76 @@ def prob_column(emotion: str) -> str:
     return f"prob_{emotion}"
 
 
+def model_precision(cfg) -> str:
+    """``fp32`` or ``bf16``: the model's compute precision for ``cfg`` (sized: the model's device
+    known) by ``score.precision`` (:func:`fv2es.compute.resolve_precision`)."""
+    from fv2es.compute import resolve_precision
+
+    return resolve_precision(cfg.score.precision, "cuda" if cfg.resources.model_gpus > 0 else "cpu")
+
+
 class ModelStage:
     """Scores batches of segments of many videos together through a :class:`~fv2es.predict.Predictor`
     (the checkpoint loaded once, in inference form: RepVGG folded, eval, ``inference_mode``).
 
-    Run as an actor pool; on CUDA the forward pass runs under bf16 autocast. Rows that failed
-    upstream pass through with null probabilities; a segment with no face frames, no audio and
-    no text (for the modalities the model uses) becomes status ``empty``.
+    Run as an actor pool. ``precision`` (``auto`` | ``fp32`` | ``bf16``; the scoring job passes the
+    one its driver resolved and recorded: :func:`model_precision`) is the forward pass's autocast. Forward passes are
+    batched by media content: consecutive segments share a pass while it holds at most
+    ``batch_size`` segments, ``max_pieces`` spectrogram pieces and ``max_frames`` face frames; a
+    segment over the budget runs alone, its encoders in slices of the budget (see
+    :class:`~fv2es.predict.Predictor`), so no input's length sets the actor's memory. Rows that
+    failed upstream pass through with null probabilities; a segment with no face frames, no audio
+    and no text (for the modalities the model uses) becomes status ``empty``. ``model_ms`` is each
+    segment's share of its forward pass's time (:func:`~fv2es.pipeline.timing.apportion`).
     """
 
     def __init__(self, checkpoint_uri: str, storage_options: dict | None = None, device: str = "cpu",
-                 threads: int = 1, batch_size: int = 16, bf16: bool = True):
+                 threads: int = 1, batch_size: int = 16, precision: str = "auto",
+                 max_pieces: int = 64, max_frames: int = 256):
         import torch
 
+        from fv2es.compute import autocast_dtype, resolve_precision
         from fv2es.predict import Predictor
 
         if not device.startswith("cuda"):
             torch.set_num_threads(max(1, threads))
         self.predictor = Predictor.from_checkpoint(checkpoint_uri, device=device, storage_options=storage_options,
-                                                   dtype=None if bf16 else torch.float32)
+                                                   dtype=autocast_dtype(resolve_precision(precision, device)),
+                                                   max_pieces=max_pieces,
+                                                   max_frames=max_frames)
         self.emotions = self.predictor.emotions
         self.modalities = self.predictor.config.modalities
-        self.batch_size = batch_size
+        self.batch_size, self.max_pieces, self.max_frames = batch_size, max_pieces, max_frames
 
     def _present(self, row: dict) -> bool:
         return (("t" in self.modalities and bool((row["text"] or "").strip()))
                 or ("a" in self.modalities and row["piece_count"] > 0)
                 or ("v" in self.modalities and row["frames_sampled"] > 0))
 
+    def _content(self, row: dict) -> tuple[int, int]:
+        """(pieces, frames) of a row that the model's encoders will run on."""
+        return (row["piece_count"] if "a" in self.modalities else 0,
+                row["frames_sampled"] if "v" in self.modalities else 0)
+
+    def forward_batches(self, rows: list[dict], todo: list[int]) -> list[list[int]]:
+        """``todo`` (row indices, in order) cut into forward passes within the batch budget."""
+        batches, current, pieces, frames = [], [], 0, 0
+        for i in todo:
+            p, f = self._content(rows[i])
+            if current and (len(current) >= self.batch_size or pieces + p > self.max_pieces
+                            or frames + f > self.max_frames):
+                batches.append(current)
+                current, pieces, frames = [], 0, 0
+            current.append(i)
+            pieces, frames = pieces + p, frames + f
+        return [*batches, current] if current else batches
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         status = [r["status"] for r in rows]
         error = [r["error"] for r in rows]
         probs = np.full((len(rows), len(self.emotions)), np.nan)
+        model_ms = np.zeros(len(rows))
         todo = []
         for i, r in enumerate(rows):
             if status[i] != OK:
@@ -59,11 +97,11 @@ class ModelStage:
             else:
                 status[i] = EMPTY
                 error[i] = "no face frames, audio or transcript in this segment for this model"
-        start = time.perf_counter()
-        for k in range(0, len(todo), self.batch_size):
-            idx = todo[k : k + self.batch_size]
+        for idx in self.forward_batches(rows, todo):
+            start = time.perf_counter()
             probs[idx] = self.predictor.predict_rows([rows[i] for i in idx])
-        per_row_ms = (time.perf_counter() - start) * 1000 / max(1, len(todo))
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            model_ms[idx] = apportion(elapsed_ms, [sum(self._content(rows[i])) + 1 for i in idx])
         scored = np.zeros(len(rows), bool)
         scored[todo] = True
 
@@ -78,4 +116,4 @@ class ModelStage:
         table = table.append_column("model_id", pa.array([self.predictor.model_id] * len(rows), pa.string()))
         table = table.append_column("status", pa.array(status, pa.string()))
         table = table.append_column("error", pa.array(error, pa.string()))
-        return table.append_column("model_ms", pa.array(np.where(scored, per_row_ms, 0.0), pa.float64()))
+        return table.append_column("model_ms", pa.array(model_ms, pa.float64()))

@@ -6,11 +6,12 @@ import logging
 
 import numpy as np
 
+from fv2es.models.checkpoint import read_checkpoint_info
 from fv2es.predict import Predictor
 from fv2es.shards import MODEL_COLUMNS, ExampleShards, table_batches
 from fv2es.storage import options_for
 from fv2es.train.data import ExampleCollate, predict
-from fv2es.train.metrics import HEADLINE, evaluate
+from fv2es.train.metrics import evaluate, headline
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,12 @@ def predict_split(checkpoint_uri: str, data_uri: str, split: str, storage_option
                   device: str = "cpu", batch_size: int = 32) -> tuple[Predictor, dict, np.ndarray, np.ndarray]:
     """``(predictor, shards metadata, probs (N, E), targets (N, E))`` of a checkpoint on one split's
     usable examples."""
-    predictor = Predictor.from_checkpoint(checkpoint_uri, device=device,
-                                          storage_options=options_for(checkpoint_uri, storage_options))
+    # Both checked before the model is built: a broken checkpoint or a wrong --data fails at once.
+    read_checkpoint_info(checkpoint_uri, options_for(checkpoint_uri, storage_options))
     shards = ExampleShards(data_uri, storage_options)
     info = shards.metadata()
+    predictor = Predictor.from_checkpoint(checkpoint_uri, device=device,
+                                          storage_options=options_for(checkpoint_uri, storage_options))
     if predictor.emotions != info["emotions"]:
         raise ValueError(f"checkpoint emotions {predictor.emotions} != data emotions {info['emotions']}")
     table = shards.read(MODEL_COLUMNS, split=split, usable=True)
@@ -46,7 +49,5 @@ def run_evaluate(checkpoint_uri: str, data_uri: str, split: str, storage_options
     loss = "ce" if predictor.single_label else "bce"
     metrics, chosen = evaluate(probs, targets, predictor.emotions, info["dataset"], thresholds, loss)
     log.info(f"{split}: {len(probs)} utterances, checkpoint {predictor.model_id}")
-    for key in HEADLINE:
-        if key in metrics:
-            log.info(f"  {key:<10} {metrics[key]:.4f}")
+    log.info(f"  {headline(metrics)}")
     return {"split": split, "utterances": len(probs), "thresholds": [float(t) for t in chosen], **metrics}

@@ -10,6 +10,7 @@ A restarted worker group resumes from the last reported checkpoint.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import tempfile
@@ -20,17 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from fv2es.compute import autocast_dtype, train_precision, train_threads
 from fv2es.config import Config, config_from_dict
 from fv2es.models import create_model, save_checkpoint
-from fv2es.models.checkpoint import activation_for_loss
+from fv2es.models.checkpoint import activation_for_loss, default_decision
 from fv2es.predict import Predictor
 from fv2es.train.data import ExampleCollate, predict
 from fv2es.train.metrics import evaluate
-
-# Tests set this to an epoch number: the first time a worker group reaches that epoch, rank 0's
-# process dies (like an OOM kill), and Ray Train must restore from the last checkpoint.
-FAULT_EPOCH_ENV = "FV2ES_FAULT_KILL_AT_EPOCH"
-FAULT_MARKER_ENV = "FV2ES_FAULT_MARKER"
 
 MODALITY_PREFIXES = {"t": ("text.", "heads.t."), "a": ("audio.", "audio_temporal.", "heads.a."),
                      "v": ("visual.", "visual_temporal.", "heads.v.")}
@@ -46,11 +43,11 @@ def _optimizer(model, tc):
     return torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
 
 
-def init_from_checkpoint(model, uri: str, modalities: str | None) -> list[str]:
+def init_from_checkpoint(model, uri: str, modalities: str | None, storage_options: dict | None = None) -> list[str]:
     """Load the branches of ``modalities`` (all shared ones when None) from a checkpoint (``--ckpt-mod``)."""
     from fv2es.models import load_checkpoint
 
-    source = load_checkpoint(uri, inference=False).model.state_dict()
+    source = load_checkpoint(uri, inference=False, storage_options=storage_options).model.state_dict()
     wanted = tuple(p for m in (modalities or "tav") for p in MODALITY_PREFIXES[m])
     own = model.state_dict()
     take = {k: v for k, v in source.items() if k.startswith(wanted) and k in own and own[k].shape == v.shape}
@@ -58,18 +55,41 @@ def init_from_checkpoint(model, uri: str, modalities: str | None) -> list[str]:
     return sorted(take)
 
 
-def _maybe_fail(epoch: int, rank: int) -> None:
-    marker = os.environ.get(FAULT_MARKER_ENV)
-    if rank == 0 and marker and os.environ.get(FAULT_EPOCH_ENV) == str(epoch) and not Path(marker).exists():
-        Path(marker).write_text(f"killed at epoch {epoch}\n")
-        os._exit(1)
+def _read_saved(read) -> tuple[dict, dict, dict]:
+    """``(model state, optimiser/scheduler state, loop state)`` of a saved epoch; ``read(name)``
+    returns the bytes of one of its files."""
+    from safetensors.torch import load as load_safetensors
+
+    weights = load_safetensors(read("model.safetensors"))
+    saved = torch.load(io.BytesIO(read("train_state.pt")), weights_only=True)
+    return weights, saved, json.loads(read("state.json"))
+
+
+def _restore(resume_from: str | None, storage_options: dict | None):
+    """The saved epoch to go on from: Ray Train's latest checkpoint (a restart after a failure, or a
+    run continued by name), else ``resume_from`` (the newest intact checkpoint, when the driver
+    found the last one missing or broken: :meth:`fv2es.train.run.RunFolder.prepare_resume`)."""
+    import fsspec
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            return _read_saved(lambda name: Path(folder, name).read_bytes())
+    if resume_from:
+        def read(name: str) -> bytes:
+            with fsspec.open(f"{resume_from}/{name}", "rb", **(storage_options or {})) as f:
+                return f.read()
+        return _read_saved(read)
+    return None
 
 
 def train_loop(loop_config: dict) -> None:
     """One Ray Train worker: train, validate and checkpoint epoch by epoch (see the module doc).
 
     ``loop_config`` holds the run's ``config`` (a dict), the ``dataset`` kind, the BCE
-    ``pos_weight`` and the optional ``init_checkpoint`` / ``init_modalities``.
+    ``pos_weight``, the optional ``init_checkpoint`` / ``init_modalities`` and ``resume_from`` (a
+    checkpoint folder), with the storage options of those URIs.
     """
     import ray.train
     import ray.train.torch
@@ -83,22 +103,19 @@ def train_loop(loop_config: dict) -> None:
     np.random.seed(tc.seed + rank)
     device = ray.train.torch.get_device()
     if device.type == "cpu":
-        torch.set_num_threads(max(1, int(round(tc.worker_cpus))))
+        torch.set_num_threads(train_threads(tc.worker_cpus, os.cpu_count() or 1, ctx.get_local_world_size()))
 
     model = create_model(cfg.model)
     if loop_config.get("init_checkpoint"):
-        init_from_checkpoint(model, loop_config["init_checkpoint"], loop_config.get("init_modalities"))
+        init_from_checkpoint(model, loop_config["init_checkpoint"], loop_config.get("init_modalities"),
+                             loop_config.get("init_storage_options"))
     state = {"epoch": 0, "best_f1": -1.0, "best_epoch": None, "bad_epochs": 0, "rows": [], "restores": 0}
     saved = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            from safetensors.torch import load_file
-
-            model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
-            saved = torch.load(os.path.join(folder, "train_state.pt"), weights_only=True)
-            state = json.loads(Path(folder, "state.json").read_text())
-            state["restores"] += 1
+    restored = _restore(loop_config.get("resume_from"), loop_config.get("resume_storage_options"))
+    if restored:
+        weights, saved, state = restored
+        model.load_state_dict(weights)
+        state["restores"] += 1
     # Judged again on restore: a finished run started with more epochs goes on.
     if state["bad_epochs"] >= tc.early_stop or state["epoch"] >= tc.epochs:
         return
@@ -116,10 +133,9 @@ def train_loop(loop_config: dict) -> None:
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight) if tc.loss == "bce" else nn.CrossEntropyLoss()
     collate = ExampleCollate(cfg.model.text_model, cfg.model.text_max_len)
     train_shard = ray.train.get_dataset_shard("train")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=tc.bf16 and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_precision(tc, device.type) == "bf16")
 
     for epoch in range(state["epoch"], tc.epochs):
-        _maybe_fail(epoch, rank)
         started = time.time()
         model.train()
         losses, seen = [], 0
@@ -182,7 +198,8 @@ def validation_predictor(raw, cfg: Config, device, collate: ExampleCollate | Non
     single-branch) eval copy, with the activation the checkpoint records for this loss."""
     folded = copy.deepcopy(raw).reparameterize().eval()
     return Predictor(folded, cfg.model, activation=activation_for_loss(cfg.train.loss), device=device,
-                     dtype=None if cfg.train.bf16 else torch.float32, collate=collate.collate if collate else None)
+                     dtype=autocast_dtype(train_precision(cfg.train, torch.device(device).type)),
+                     collate=collate.collate if collate else None)
 
 
 def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch):
@@ -209,18 +226,21 @@ def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch):
     return row, state
 
 
-def save_model(path: str, raw, cfg: Config, row: dict, dataset: str) -> str:
-    """Write an epoch's model checkpoint: its validated thresholds, the activation of its loss and
-    the epoch's metrics; returns the model id."""
-    extra = {"epoch": row["epoch"], "loss": cfg.train.loss, "dataset": dataset,
+def save_model(path: str, raw, cfg: Config, row: dict, dataset: str, single_label: bool = False) -> str:
+    """Write an epoch's model checkpoint: its validated thresholds, the activation of its loss, its
+    decision (the argmax for a model trained on single-label data, where every utterance has one
+    emotion; else the thresholds) and the epoch's metrics; returns the model id."""
+    extra = {"epoch": row["epoch"], "loss": cfg.train.loss, "dataset": dataset, "single_label": single_label,
              "valid": {k[6:]: v for k, v in row.items() if k.startswith("valid_")},
              "test": {k[5:]: v for k, v in row.items() if k.startswith("test_")}}
-    return save_checkpoint(path, raw, thresholds=row["thresholds"], activation=activation_for_loss(cfg.train.loss),
-                           extra=extra)
+    activation = activation_for_loss(cfg.train.loss)
+    return save_checkpoint(path, raw, thresholds=row["thresholds"], activation=activation,
+                           decision="argmax" if single_label else default_decision(activation), extra=extra)
 
 
 def _save(folder, raw, optimizer, scheduler, state, row, cfg, loop_config) -> None:
-    save_model(os.path.join(folder, "model.safetensors"), raw, cfg, row, loop_config["dataset"])
+    save_model(os.path.join(folder, "model.safetensors"), raw, cfg, row, loop_config["dataset"],
+               loop_config.get("single_label", False))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None},
                os.path.join(folder, "train_state.pt"))
     Path(folder, "state.json").write_text(json.dumps(state))

@@ -31,6 +31,7 @@ __all__ = [
     "binary_metrics",
     "choose_thresholds",
     "evaluate",
+    "headline",
     "loss_pos_weight",
     "mosei_metrics",
 ]
@@ -41,7 +42,7 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 # The losses the seed trains with; see :func:`evaluate` for how each is evaluated.
 LOSSES = ("bce", "ce")
 
-# The metrics printed after training and evaluation (every metric is recorded).
+# The metrics printed after training and evaluation (every metric is recorded): see :func:`headline`.
 HEADLINE = ("acc", "avg_f1", "avg_auc", "avg_acc", "avg_wacc")
 
 # The one default decision threshold: of an emotion that has no positive rows to tune on, of every
@@ -339,3 +340,28 @@ def loss_pos_weight(targets) -> np.ndarray:
     weight = np.ones(t.shape[1], dtype=np.float64)
     np.divide(neg, pos, out=weight, where=pos > 0)
     return weight
+
+
+def headline(metrics: dict, prefix: str = "") -> str:
+    """The headline metrics as one line that says what each is, e.g. ``argmax accuracy 1.0000;
+    thresholded per emotion, mean: F1 0.8175, accuracy 0.9352; mean AUC 0.9990``.
+
+    The argmax accuracy (single-label data) asks whether the most probable emotion is the labelled
+    one; the thresholded metrics binarise each emotion at its validated threshold (a clip can then
+    have several emotions, or none) and average over emotions, so a perfect argmax accuracy with a
+    lower F1 is no contradiction. ``prefix`` selects keys such as ``test_``.
+    """
+    def value(key: str) -> float | None:
+        v = metrics.get(prefix + key)
+        return None if v is None else float(v)
+
+    parts = []
+    if value("acc") is not None:
+        parts.append(f"argmax accuracy {value('acc'):.4f}")
+    per = [f"{label} {value(key):.4f}" for key, label in (("avg_f1", "F1"), ("avg_acc", "accuracy"),
+                                                          ("avg_wacc", "weighted accuracy")) if value(key) is not None]
+    if per:
+        parts.append("thresholded per emotion, mean: " + ", ".join(per))
+    if value("avg_auc") is not None:
+        parts.append(f"mean AUC {value('avg_auc'):.4f}")
+    return "; ".join(parts)

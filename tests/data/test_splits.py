@@ -83,3 +83,39 @@ def test_split_lists_reject_conflicts_and_unknown_names():
         assign_split_lists(utterances(3), {"train": ["u001"], "test": ["u001"]})
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         assign_split_lists(utterances(3), {"dev": ["u001"]})
+
+
+def test_every_split_gets_each_class_of_three_or_more():
+    """5 clips of a class at 70/10/20 round to 4/0/1: validation would miss that class."""
+    from fv2es.data.splits import fill_empty_splits
+
+    assert split_sizes(5, SEED_FRACTIONS) == (4, 0, 1)
+    assert fill_empty_splits((4, 0, 1), SEED_FRACTIONS) == (3, 1, 1)
+    assert fill_empty_splits((3, 0, 0), SEED_FRACTIONS) == (1, 1, 1)
+    assert fill_empty_splits((2, 0, 0), SEED_FRACTIONS) == (2, 0, 0)  # too few: left as they are
+    assert fill_empty_splits((10, 0, 0), (1.0, 0.0, 0.0)) == (10, 0, 0)  # no share asked: none given
+    assert fill_empty_splits((70, 10, 20), SEED_FRACTIONS) == (70, 10, 20)
+    labels = ("ang", "exc", "fru", "hap", "neu", "sad")
+    rows = utterances(30 + 2, labels=lambda i: (labels[i % 6],) if i < 30 else ("rare",))
+    out = assign_random_splits(rows, SEED_FRACTIONS, seed=0, stratify=True)
+    for label in labels:
+        assert split_counts(u for u in out if u.labels == (label,)) == {"train": 3, "valid": 1, "test": 1}
+    assert split_counts(u for u in out if u.labels == ("rare",)) == {"train": 1, "test": 1}  # two: as rounded
+
+
+def test_demo_corpus_splits_give_every_class_a_valid_and_test_clip():
+    """`fv2es demo-corpus --videos 30`: 5 clips per class; preprocess + train needs each split."""
+    import numpy as np
+
+    from fv2es.media.democorpus import _stratified_splits
+
+    for videos in (30, 18, 60, 90):
+        labels = np.resize(np.arange(6), videos)
+        splits = _stratified_splits(labels, np.random.default_rng(0))
+        for k in range(6):
+            assert {s for s, label in zip(splits, labels) if label == k} == {"train", "valid", "test"}, videos
+    # The demo's own corpora keep their splits: 15 clips a class are 10/2/3, 10 are 7/1/2.
+    for videos, per_class in ((90, {"train": 10, "valid": 2, "test": 3}), (60, {"train": 7, "valid": 1, "test": 2})):
+        labels = np.resize(np.arange(6), videos)
+        splits = _stratified_splits(labels, np.random.default_rng(0))
+        assert dict(Counter(s for s, label in zip(splits, labels) if label == 0)) == per_class

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import signal
 import threading
 import time
 
@@ -19,8 +20,11 @@ from fv2es.media.decode import TRUNCATED_WARNING, DecodeConfig, decode, probe
 from fv2es.media.encode import write_clip
 from fv2es.media.failures import (
     BAD_SIDECAR,
+    CRASHED,
     DECODE_ERROR,
+    INVALID_CONTAINER,
     OK,
+    TIMEOUT,
     UNREADABLE,
     UNSUPPORTED_CONTAINER,
     MediaError,
@@ -264,3 +268,34 @@ def test_sidecar_over_the_size_limit_is_not_read(tmp_path):
     small = tmp_path / "small.vtt"
     small.write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nhello\n")
     assert [c.text for c in read_sidecar(str(small), max_bytes=small.stat().st_size)] == ["hello"]
+
+
+# ---- transient failures are retried (issue 14, item 8): the decoder child killed from outside.
+
+
+def _killed_once_decode(uri, segments, config, storage_options):
+    """The first call (per marker file) dies as the OOM killer kills; later calls decode."""
+    marker = uri + ".killed"
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return decode(uri, segments, config, storage_options)
+
+
+def test_a_killed_decoder_is_retried_then_recorded(tmp_path):
+    clip = _clip(tmp_path)
+    rows = isolate.decode_retrying(clip, [(0.0, 0.5)], DecodeConfig(), None, 30, retries=1, backoff_s=0.01,
+                                   decode_fn=_killed_once_decode)
+    assert [r.status for r in rows] == [OK] and len(rows[0].frames) > 0
+    os.remove(clip + ".killed")
+    rows = isolate.decode_retrying(clip, [(0.0, 0.5)], DecodeConfig(), None, 30, retries=0, backoff_s=0.01,
+                                   decode_fn=_killed_once_decode)
+    assert [r.status for r in rows] == [CRASHED] and "SIGKILL" in rows[0].error
+
+
+def test_transient_kinds_are_the_ones_a_retry_can_fix():
+    assert isolate.is_transient(CRASHED, "decoder process died (killed by SIGKILL)")
+    assert isolate.is_transient(UNREADABLE, "cannot read s3://b/v.mp4: EndpointConnectionError: ...")
+    assert not isolate.is_transient(UNREADABLE, "cannot open /x/v.mp4: FileNotFoundError: no such file")
+    assert not isolate.is_transient(TIMEOUT, "decoding took more than 600 s")
+    assert not isolate.is_transient(INVALID_CONTAINER, "not a media container")

@@ -81,10 +81,10 @@ def test_adjacent_windows_without_audio_are_cut_from_one_stretch(media):
 
 def test_numbering_waits_for_every_chunk_then_counts_over_the_video():
     def rows(chunk, n):
-        return [{"video_uri": "v", "speaker_side": None, "segment_index": j, "segment_count": n,
+        return [{"video_uri": "v", "job_id": "v", "speaker_side": None, "segment_index": j, "segment_count": n,
                  "chunk_index": chunk, "chunk_count": 3, "start": chunk * 10.0 + j} for j in range(n)]
 
-    plain = [{"video_uri": "w", "speaker_side": None, "segment_index": 0, "segment_count": 1, "chunk_index": -1,
+    plain = [{"video_uri": "w", "job_id": "w", "speaker_side": None, "segment_index": 0, "segment_count": 1, "chunk_index": -1,
               "chunk_count": -1, "start": 0.0}]
     numbering = SpeechNumbering()
     first = numbering.add(pa.Table.from_pylist(rows(2, 1) + plain + rows(0, 2)[:1]))

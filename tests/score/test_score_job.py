@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from fv2es.compute import resolve_precision
 from fv2es.score.job import ScoreRequest, run_score, segment_columns
 
 EMOTIONS = ["ang", "exc", "fru", "hap", "neu", "sad"]
@@ -67,8 +68,11 @@ def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_cor
     assert json.loads(meta[b"fv2es.emotions"]) == EMOTIONS
     assert meta[b"fv2es.model_id"].decode() == success["model_id"]
     assert b"fv2es.version" in meta and b"fv2es.config" in meta
+    assert meta[b"fv2es.precision"].decode() == resolve_precision("auto", "cpu")  # score.precision's default
     text = caplog.text
     assert "inputs 9 | ok 6 | failed 3" in text and "video-s per wall second" in text
+    # Sized from the 2-CPU cluster, logged once: one model actor with a CPU and a thread per core.
+    assert text.count("resources: cluster 2 CPUs") == 1 and "model 1x(1 CPU, 2 threads" in text
 
 
 def test_manifest_segments_are_scored_as_given(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path):
@@ -100,6 +104,9 @@ def test_window_mode_on_a_folder_splits_and_weights_by_duration(ray_cluster, dem
             assert video[p] == pytest.approx(float(np.average(part[p], weights=weights)))
         assert video["dominant_emotion"] == EMOTIONS[int(np.argmax([video[p] for p in PROBS]))]
         assert video["segments"] == len(part) and video["scored_seconds"] == pytest.approx(weights.sum())
+        # One decode pass covers a clip's windows: each is charged by its seconds, not an equal share.
+        np.testing.assert_allclose(part.decode_ms.to_numpy() / weights, part.decode_ms.sum() / weights.sum(),
+                                   rtol=1e-6)
 
 
 def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, tiny_cfg, s3_endpoint):

@@ -244,3 +244,15 @@ def test_loss_pos_weight():
     w = loss_pos_weight(targets)
     assert w.dtype == np.float64
     np.testing.assert_allclose(w, [1 / 3, 3.0, 1.0])
+
+
+def test_headline_says_which_accuracy_and_which_f1():
+    """The demo printed `acc 1.0000, avg_f1 0.8175`, which read as a contradiction."""
+    from fv2es.train.metrics import headline
+
+    row = {"test_acc": 1.0, "test_avg_f1": 0.8175, "test_avg_acc": 0.93, "test_avg_auc": 0.999, "valid_acc": 0.5}
+    assert headline(row, "test_") == ("argmax accuracy 1.0000; thresholded per emotion, mean: F1 0.8175, "
+                                      "accuracy 0.9300; mean AUC 0.9990")
+    # Multi-label data (CMU-MOSEI): no argmax accuracy, a weighted accuracy.
+    assert headline({"avg_f1": 0.5, "avg_wacc": 0.6, "avg_auc": 0.7}) == (
+        "thresholded per emotion, mean: F1 0.5000, weighted accuracy 0.6000; mean AUC 0.7000")

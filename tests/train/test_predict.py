@@ -123,3 +123,20 @@ def test_old_checkpoints_without_the_typed_field(trained_form_model, tmp_path, l
     assert read_checkpoint_info(str(path)).activation == activation
     assert load_checkpoint(str(path)).activation == activation
     assert json.loads(meta["extra"]) == ({} if loss is None else {"loss": loss})
+
+
+def test_a_model_trained_on_single_label_data_predicts_one_emotion(trained_form_model, tmp_path):
+    """`predicted` listed 3-5 of 6 emotions for the demo's single-label model (BCE, validated
+    thresholds of 0.2-0.4); trained on one emotion per utterance, it predicts the argmax."""
+    cfg = config_from_dict({"model": {"preset": "fv2es_tiny"}, "train": {"loss": "bce"}})
+    probs = np.array([[0.3, 0.9, 0.35, 0.8, 0.1, 0.25]])
+    decided = {}
+    for single in (True, False):
+        path = str(tmp_path / f"{single}.safetensors")
+        save_model(path, trained_form_model, cfg, {"epoch": 0, "thresholds": [0.2] * 6}, "manifest", single)
+        info = read_checkpoint_info(path)
+        assert (info.activation, info.extra["single_label"]) == ("sigmoid", single)
+        predictor = Predictor.from_checkpoint(path)
+        assert predictor.decision == info.decision and not predictor.single_label  # still sigmoid probabilities
+        decided[info.decision] = predictor.decide(probs)
+    assert decided == {"argmax": [["exc"]], "thresholds": [["ang", "exc", "fru", "hap", "sad"]]}

@@ -12,6 +12,7 @@ be cut from the speech (or are adjacent windows that want one transcript across 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -25,7 +26,7 @@ from fv2es.config import ResourcesConfig, SegmentsConfig
 from fv2es.data.transcripts import Segment, find_sidecar, overlaps, read_sidecar
 from fv2es.media.decode import DecodeConfig, Decoded
 from fv2es.media.failures import OK, MediaError
-from fv2es.media.isolate import decode_isolated, probe_isolated
+from fv2es.media.isolate import decode_retrying, probe_retrying
 from fv2es.pipeline.packing import pack
 from fv2es.pipeline.plan import (
     NO_TEXT,
@@ -36,13 +37,15 @@ from fv2es.pipeline.plan import (
     plan_segments,
     windows,
 )
-from fv2es.storage import redact_uri
+from fv2es.pipeline.timing import apportion
+from fv2es.storage import options_for, redact_uri
 
 SPEECH = "speech"  # the ``cuts`` of a chunk row that the transcription stage cuts at the speech
 
 # One row per segment (or chunk) after decoding. Explicit, so every block has the same schema.
 DECODED_SCHEMA = pa.schema([
     ("video_uri", pa.string()),
+    ("job_id", pa.string()),  # see job_id(): which job (video, speaker side, audio) the row belongs to
     ("segment_index", pa.int32()),
     ("segment_count", pa.int32()),
     ("utterance_id", pa.string()),
@@ -76,6 +79,18 @@ DECODED_SCHEMA = pa.schema([
 ])
 
 
+def job_id(job: dict) -> str:
+    """A job's id, the same in every run: a digest of its video, speaker side, audio file and channel.
+
+    A video can be several jobs (IEMOCAP's two actors; a manifest giving each row its own audio
+    channel or file), so rows are gathered and resumed by this id, never by the video alone.
+    """
+    channel = job.get("audio_channel")
+    channel = -1 if channel is None or channel < 0 else int(channel)
+    key = json.dumps([job["video_uri"], job.get("speaker_side") or "", job.get("audio_uri") or "", channel])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def _job_from_row(row: dict) -> dict:
     return {**row, "audio_channel": None if row["audio_channel"] < 0 else row["audio_channel"]}
 
@@ -97,8 +112,9 @@ class Decode:
     Meant for ``map_batches(Decode(...), batch_size=1, batch_format="pyarrow")``: it is a
     generator, yielding one table per decoded chunk of at most ``resources.chunk_s`` media
     seconds, so a long video never sits in memory whole. Decoding runs in a child process
-    (:mod:`fv2es.media.isolate`), so a decoder crash fails one video, not the worker.
-    ``asr_mode`` (``asr.mode``) says whether a transcription stage follows: only then are
+    (:mod:`fv2es.media.isolate`), so a decoder crash fails one video, not the worker; a transient
+    failure (the decoder killed, a read failing) is tried again ``resources.decode_retries`` times
+    with backoff before it is recorded. ``asr_mode`` (``asr.mode``) says whether a transcription stage follows: only then are
     segments left for it to cut.
     """
 
@@ -107,7 +123,7 @@ class Decode:
         self.decode_config = decode
         self.segments = segments
         self.resources = resources
-        self.storage_options = storage_options or {}
+        self.storage_options = storage_options or {}  # for remote URIs (a local manifest may list s3:// videos)
         self.asr_mode = asr_mode
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
@@ -119,7 +135,9 @@ class Decode:
         start_time = time.perf_counter()
         uri, given = job["video_uri"], given_segments(job)
         try:
-            info = probe_isolated(uri, self.storage_options, config=self.decode_config)
+            r = self.resources
+            info = probe_retrying(uri, options_for(uri, self.storage_options), self.decode_config, r.decode_retries,
+                                  r.retry_backoff_s)
         except MediaError as e:
             specs = given or [SegmentSpec(None, None)]
             failed = [_failed(s, e.kind, e.message) for s in specs]
@@ -170,7 +188,7 @@ class Decode:
         if given is not None and all(s.text for s in given):
             return [], ""
         try:
-            fs = url_to_fs(uri, **self.storage_options)[0]
+            fs = url_to_fs(uri, **options_for(uri, self.storage_options))[0]
             sidecar = find_sidecar(uri, fs)
             return (read_sidecar(sidecar, fs, max_bytes=self.decode_config.sidecar_max_bytes,
                                  max_cues=self.decode_config.sidecar_max_cues) if sidecar else []), ""
@@ -185,11 +203,13 @@ class Decode:
             spans = [(specs[0].start, specs[-1].end)]  # one stretch, cut by the transcription stage
         else:
             spans = [(s.start, s.end) for s in specs]
-        timeout = self.resources.decode_timeout_s
-        decoded = decode_isolated(job["video_uri"], spans, self.decode_config, self.storage_options, timeout)
+        r = self.resources
+        tries = (r.decode_timeout_s, r.decode_retries, r.retry_backoff_s)
+        video, audio = job["video_uri"], job["audio_uri"]
+        decoded = decode_retrying(video, spans, self.decode_config, options_for(video, self.storage_options), *tries)
         if job["audio_uri"]:
             audio_config = dataclasses.replace(self.decode_config, audio_channel=job["audio_channel"])
-            sounds = decode_isolated(job["audio_uri"], spans, audio_config, self.storage_options, timeout)
+            sounds = decode_retrying(audio, spans, audio_config, options_for(audio, self.storage_options), *tries)
             for d, sound in zip(decoded, sounds):
                 d.audio, d.has_audio = sound.audio, sound.has_audio and sound.status == OK
                 if sound.status != OK and d.status == OK:
@@ -211,13 +231,17 @@ class Decode:
         else:
             specs, indices = chunk.specs, [chunk.first + k for k in range(len(decoded))]
         rows = []
-        for d, spec, index in zip(decoded, specs, indices):
+        # A chunk decodes several segments in one pass: each is charged its share by media seconds.
+        shares = apportion(elapsed_ms, [d.end_s - d.start_s if math.isfinite(d.end_s) and d.end_s > d.start_s else 0.0
+                                        for d in decoded])
+        for d, spec, index, ms in zip(decoded, specs, indices, shares):
             frames = d.frames if d.frames.ndim == 4 else np.zeros((0, 0, 0, 3), np.uint8)
             times = d.frame_times_s if len(d.frame_times_s) == len(frames) else np.zeros(len(frames))
             end = d.end_s if math.isfinite(d.end_s) else None
             audio = np.asarray(d.audio, np.float32)
             rows.append({
                 "video_uri": job["video_uri"],
+                "job_id": job_id(job),
                 "segment_index": index,
                 "segment_count": count,
                 "utterance_id": spec.utterance_id,
@@ -241,7 +265,7 @@ class Decode:
                 "has_audio": bool(d.has_audio),
                 "status": d.status,
                 "error": d.error,
-                "decode_ms": elapsed_ms / max(1, len(decoded)),
+                "decode_ms": float(ms),
                 "asr_ms": 0.0,
                 "cuts": chunk.cuts if d.status == OK else "",
                 "chunk_index": chunk.chunk_index,

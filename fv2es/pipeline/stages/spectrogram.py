@@ -8,13 +8,15 @@ import pyarrow as pa
 
 from fv2es.media.spectrogram import SpectrogramConfig, SpectrogramPieces
 from fv2es.pipeline.packing import pack, unpack_waveform
+from fv2es.pipeline.timing import apportion
 
 
 class Spectrogram:
     """Rows with ``waveform`` -> rows with ``pieces`` (float32 ``(piece_count, 4, 32, 32)``).
 
-    The waveform columns are dropped: nothing after this stage reads the raw audio. A row's time
-    here is added to its ``decode_ms`` (the column has always meant decode plus spectrogram).
+    The waveform columns are dropped: nothing after this stage reads the raw audio. A call's time
+    is split over its rows by their samples and added to their ``decode_ms`` (the column means
+    decode plus spectrogram).
     Stateless and cheap: run as tasks, ``map_batches(Spectrogram(config), batch_size=None)``.
     """
 
@@ -26,9 +28,9 @@ class Spectrogram:
         start = time.perf_counter()
         rows = batch.select(["waveform", "waveform_samples"]).to_pylist()
         pieces = self.pieces.many([unpack_waveform(r).copy() for r in rows])  # writable, for torch
-        per_row_ms = (time.perf_counter() - start) * 1000 / max(1, len(rows))
+        shares = apportion((time.perf_counter() - start) * 1000, [r["waveform_samples"] for r in rows])
         table = batch.drop_columns(["waveform", "waveform_samples"])
-        decode_ms = [(ms or 0.0) + per_row_ms for ms in table.column("decode_ms").to_pylist()]
+        decode_ms = [(ms or 0.0) + float(share) for ms, share in zip(table.column("decode_ms").to_pylist(), shares)]
         table = table.set_column(table.schema.get_field_index("decode_ms"), "decode_ms",
                                  pa.array(decode_ms, pa.float64()))
         table = table.append_column("pieces", pa.array([pack(p) for p in pieces], pa.binary()))

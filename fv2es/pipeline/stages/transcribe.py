@@ -36,6 +36,7 @@ from fv2es.media.failures import OK
 from fv2es.pipeline.packing import pack, unpack_frame_times, unpack_frames, unpack_waveform
 from fv2es.pipeline.plan import ASR, NO_TEXT, needs_transcript, windows
 from fv2es.pipeline.stages.decode import SPEECH, captions_json
+from fv2es.pipeline.timing import apportion
 
 
 class Transcribe:
@@ -90,12 +91,15 @@ class Transcribe:
             planned = [[j, s, e, None, "", NO_TEXT] for j, (s, e) in enumerate(spans)]
         else:
             planned = json.loads(cuts)
-        asr_ms = (time.perf_counter() - started) * 1000 / len(planned)
+        # The stretch's transcription and decode times, split over its segments by their seconds.
+        seconds = [e - s for _, s, e, *_ in planned]
+        asr_ms = apportion((time.perf_counter() - started) * 1000, seconds)
+        decode_ms = apportion(row["decode_ms"] or 0.0, seconds)
         out = []
-        for index, s, e, uid, text, source in planned:
+        for k, (index, s, e, uid, text, source) in enumerate(planned):
             piece = _slice(row, s, e, self.sample_rate)
             piece.update(segment_index=index, utterance_id=uid, text=text, text_source=source, cuts="",
-                         asr_ms=asr_ms, decode_ms=(row["decode_ms"] or 0.0) / len(planned))
+                         asr_ms=float(asr_ms[k]), decode_ms=float(decode_ms[k]))
             if cuts == SPEECH:
                 piece["segment_count"] = len(planned)
             if transcript is not None and needs_transcript(self.asr.mode, source):
@@ -175,14 +179,14 @@ class SpeechNumbering:
     """
 
     def __init__(self):
-        self.pending: dict[tuple[str, str], list[pa.Table]] = {}
+        self.pending: dict[str, list[pa.Table]] = {}  # by job id (a video can be several jobs)
 
     def add(self, batch: pa.Table) -> list[pa.Table]:
         """Tables ready for the output: ``batch``'s plain rows, and any video now complete."""
         chunked = pc.greater_equal(batch.column("chunk_index"), 0)
         ready = [batch.filter(pc.invert(chunked))]
         held = batch.filter(chunked)
-        keys = list(zip(held.column("video_uri").to_pylist(), (s or "" for s in held.column("speaker_side").to_pylist())))
+        keys = held.column("job_id").to_pylist()
         for key in dict.fromkeys(keys):
             self.pending.setdefault(key, []).append(held.filter(pa.array([k == key for k in keys])))
             table = pa.concat_tables(self.pending[key])
@@ -197,8 +201,8 @@ class SpeechNumbering:
                 ready.append(table)
         return [t for t in ready if t.num_rows]
 
-    def incomplete(self) -> list[tuple[str, str]]:
-        """Videos with chunks still missing (empty after a full run)."""
+    def incomplete(self) -> list[str]:
+        """Jobs (their ids) with chunks still missing (empty after a full run)."""
         return list(self.pending)
 
 

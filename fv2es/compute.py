@@ -1,0 +1,173 @@
+"""How much compute each stage gets, and at which precision.
+
+Two decisions are made here, once, from what the machine or the Ray cluster has:
+
+- the model's compute precision (:func:`resolve_precision`): ``auto`` is bf16 on CUDA with bf16
+  support and on CPUs with native bf16 instructions (``avx512_bf16`` or ``amx_bf16``), else fp32.
+  Without those instructions bf16 is emulated and runs slower than fp32 (measured: BENCHMARKS.md);
+- the resources of the media pipeline's stages (:func:`size_resources`): actor pool sizes, CPUs
+  reserved, torch threads and the model's batch budget, from the cluster's CPUs and GPUs. Every
+  value a config sets explicitly (non-zero; ``-1`` for a GPU share) is kept as it is.
+
+The CPU sizing keeps every core busy without the starvation trap of small clusters: actor pools
+reserve at most about three quarters of the CPUs, so decode and spectrogram tasks always find a
+slot (an actor pool that takes every CPU leaves the tasks feeding it unscheduled and the job
+hangs). The model stage gets half of the CPUs and, on a machine of up to two cores, threads for
+every core: it is the bottleneck there, and the other stages use little CPU while it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import lru_cache
+from pathlib import Path
+
+PRECISIONS = ("auto", "fp32", "bf16")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 dot products; without them bf16 is emulated
+
+# The model's batch budget when the config leaves it to the device (spectrogram pieces and face
+# frames per forward pass). A NesT-B piece costs ~11 GFLOP; 64 keep the GEMMs large on a CPU and
+# the activations small (BENCHMARKS.md: memory bound).
+CPU_BATCH_PIECES, CPU_BATCH_FRAMES = 64, 256
+GPU_BATCH_PIECES, GPU_BATCH_FRAMES = 512, 2048
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of this machine (``/proc/cpuinfo``; empty where there is none)."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return frozenset()
+    for line in path.read_text().splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), by its flags or torch's view."""
+    if any(flag in cpu_flags() for flag in CPU_BF16_FLAGS):
+        return True
+    import torch
+
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    return "AMX" in capability or "BF16" in capability
+
+
+def resolve_precision(setting: str, device: str = "cpu") -> str:
+    """``fp32`` or ``bf16``: the precision ``setting`` (``auto`` | ``fp32`` | ``bf16``) means on ``device``."""
+    if setting not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {setting!r}")
+    if setting != "auto":
+        return setting
+    if str(device).startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def autocast_dtype(precision: str):
+    """The torch dtype of a resolved precision (``fp32`` -> float32, ``bf16`` -> bfloat16)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+
+
+def cluster_shape() -> tuple[float, float]:
+    """(CPUs, GPUs) of the connected Ray cluster."""
+    import ray
+
+    total = ray.cluster_resources()
+    return float(total.get("CPU", 1.0)), float(total.get("GPU", 0.0))
+
+
+def torch_threads(cpus: float, cluster_cpus: float) -> int:
+    """Torch threads for a stage reserving ``cpus``: its whole CPUs, and every core on a machine
+    of one or two (where it is the stage that computes and the others mostly wait)."""
+    if cluster_cpus <= 2:
+        return max(1, int(cluster_cpus))
+    return max(1, math.ceil(cpus - 1e-9))
+
+
+def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
+    """``r`` (a :class:`~fv2es.config.ResourcesConfig`) with every value left to the cluster
+    (0 for counts and CPUs, -1 for GPU shares) filled in for ``cpus`` CPUs and ``gpus`` GPUs.
+
+    ``model``: the model stage runs (scoring; preprocessing has none, and the face stage gets its
+    share); ``asr``: the speech-to-text stage runs. Idempotent: a sized config sizes to itself.
+    """
+    cpus = max(1.0, cpus)
+    small = cpus <= 4
+    values: dict = {}
+
+    def fill(name, value):
+        if getattr(r, name) == (-1 if name.endswith("_gpus") else 0):
+            values[name] = value
+
+    # GPUs: one model actor per GPU with half of it; faces and speech to text share the rest.
+    whole_gpus = int(gpus)
+    fill("model_gpus", 0.5 if whole_gpus and model else 0.0)
+    fill("face_gpus", (0.25 if model else 0.5) if whole_gpus else 0.0)
+    fill("asr_gpus", 0.25 if whole_gpus and asr else 0.0)
+    gpu = {name: values.get(name, getattr(r, name)) for name in ("model_gpus", "face_gpus", "asr_gpus")}
+
+    heavy = cpus / 2  # the compute-bound stage's share: the model's, or the face stage's without one
+    # per face / speech-to-text actor on CPU: an eighth of a small machine, up to one CPU
+    side = min(1.0, cpus / 8) if not small else min(0.25, cpus / 8)
+    if model:
+        if gpu["model_gpus"] > 0:
+            fill("model_actors", max(1, whole_gpus))
+            fill("model_cpus", 1.0)
+        else:
+            fill("model_actors", max(1, int(heavy // 4)))
+            fill("model_cpus", heavy / values.get("model_actors", r.model_actors))
+        model_cpus = values.get("model_cpus", r.model_cpus)
+        fill("model_threads", torch_threads(model_cpus, cpus) if gpu["model_gpus"] == 0 else 1)
+        on_gpu = gpu["model_gpus"] > 0
+        fill("model_batch_pieces", GPU_BATCH_PIECES if on_gpu else CPU_BATCH_PIECES)
+        fill("model_batch_frames", GPU_BATCH_FRAMES if on_gpu else CPU_BATCH_FRAMES)
+        fill("face_actors", max(1, whole_gpus) if gpu["face_gpus"] > 0 else max(1, round(cpus / 8)))
+        fill("face_cpus", side)
+    else:
+        fill("model_actors", 1)
+        fill("model_cpus", 0.5)
+        fill("model_threads", 1)
+        fill("model_batch_pieces", CPU_BATCH_PIECES)
+        fill("model_batch_frames", CPU_BATCH_FRAMES)
+        fill("face_actors", max(1, whole_gpus) if gpu["face_gpus"] > 0 else max(1, int(heavy // 2)))
+        fill("face_cpus", side if gpu["face_gpus"] > 0 else heavy / values.get("face_actors", r.face_actors))
+    fill("asr_actors", max(1, whole_gpus) if gpu["asr_gpus"] > 0 else max(1, round(cpus / 8)))
+    fill("asr_cpus", side)
+    fill("decode_cpus", 0.25 if small else 0.5)  # fractional: several decodes beside the actors
+    return dataclasses.replace(r, **values)
+
+
+def describe(r, cpus: float, gpus: float, *, model: bool, asr: bool) -> str:
+    """One line naming the sizing of ``r`` (sized) on a cluster of ``cpus`` / ``gpus``."""
+    parts = [f"cluster {cpus:g} CPUs, {gpus:g} GPUs", f"decode tasks {r.decode_cpus:g} CPU",
+             f"faces {r.face_actors}x({r.face_cpus:g} CPU{_gpu(r.face_gpus)})"]
+    if asr:
+        parts.append(f"speech-to-text {r.asr_actors}x({r.asr_cpus:g} CPU{_gpu(r.asr_gpus)})")
+    if model:
+        parts.append(f"model {r.model_actors}x({r.model_cpus:g} CPU{_gpu(r.model_gpus)}, {r.model_threads} threads, "
+                     f"<= {r.model_batch_size} segments / {r.model_batch_pieces} pieces / "
+                     f"{r.model_batch_frames} frames per forward)")
+    return "; ".join(parts)
+
+
+def _gpu(share: float) -> str:
+    return f", {share:g} GPU" if share > 0 else ""
+
+
+def train_precision(train, device: str) -> str:
+    """A training worker's precision (``fp32`` | ``bf16``): ``train.precision`` on ``device``;
+    ``train.bf16: false`` (older configs) forces fp32."""
+    return resolve_precision(train.precision, device) if train.bf16 else "fp32"
+
+
+def train_threads(worker_cpus: float, node_cpus: int, local_workers: int) -> int:
+    """Torch threads of a training worker on CPU: its node's cores shared evenly among the node's
+    workers (they are the compute; Ray Data's shard reads are light), at least its reservation."""
+    return max(1, math.ceil(worker_cpus - 1e-9), node_cpus // max(1, local_workers))

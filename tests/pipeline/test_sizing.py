@@ -1,0 +1,83 @@
+"""Resources sized from the cluster (fv2es.compute) and the model's precision."""
+
+from __future__ import annotations
+
+import pytest
+
+from fv2es.compute import (
+    autocast_dtype,
+    cpu_has_bf16,
+    resolve_precision,
+    size_resources,
+    train_threads,
+)
+from fv2es.config import ResourcesConfig, load_config
+from fv2es.errors import ConfigError
+
+
+def actors_cpus(r, model=True, asr=True) -> float:
+    return (r.model_actors * r.model_cpus * model + r.face_actors * r.face_cpus
+            + r.asr_actors * r.asr_cpus * asr)
+
+
+def test_two_cpus_give_the_model_the_compute_and_leave_room_for_tasks():
+    r = size_resources(ResourcesConfig(), 2, 0, model=True, asr=True)
+    assert (r.model_actors, r.model_cpus, r.model_threads, r.model_gpus) == (1, 1.0, 2, 0.0)
+    assert (r.face_actors, r.face_cpus, r.asr_actors, r.asr_cpus) == (1, 0.25, 1, 0.25)
+    assert r.decode_cpus == 0.25 and 2 - actors_cpus(r) >= 2 * r.decode_cpus  # two decodes beside the actors
+    assert (r.model_batch_pieces, r.model_batch_frames) == (64, 256)
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
+@pytest.mark.parametrize("model", [True, False])
+def test_actor_pools_never_take_every_cpu(cpus, model):
+    r = size_resources(ResourcesConfig(), cpus, 0, model=model, asr=True)
+    assert actors_cpus(r, model) <= 0.75 * cpus  # the rest for decode and spectrogram tasks
+    assert r.decode_cpus <= cpus - actors_cpus(r, model)
+    assert size_resources(r, cpus, 0, model=model, asr=True) == r  # idempotent
+    if model:
+        assert r.model_actors * r.model_cpus == pytest.approx(cpus / 2)  # the model stage's half
+        assert r.model_threads >= 1 and r.model_actors >= max(1, cpus // 8)
+
+
+def test_explicit_values_win():
+    explicit = ResourcesConfig(model_actors=3, model_cpus=0.5, model_threads=1, model_gpus=0.0,
+                               model_batch_pieces=8, decode_cpus=1.0, face_gpus=0.0)
+    r = size_resources(explicit, 8, 2, model=True, asr=False)
+    assert (r.model_actors, r.model_cpus, r.model_threads, r.model_gpus) == (3, 0.5, 1, 0.0)
+    assert (r.model_batch_pieces, r.decode_cpus, r.face_gpus) == (8, 1.0, 0.0)
+    assert r.model_batch_frames == 256  # left to the cluster: the CPU budget
+
+
+def test_gpus_take_the_model_and_the_face_stage():
+    r = size_resources(ResourcesConfig(), 16, 4, model=True, asr=True)
+    assert (r.model_actors, r.model_gpus, r.model_threads) == (4, 0.5, 1)
+    assert (r.face_actors, r.face_gpus, r.asr_actors, r.asr_gpus) == (4, 0.25, 4, 0.25)
+    assert r.model_actors * r.model_gpus + r.face_actors * r.face_gpus + r.asr_actors * r.asr_gpus <= 4
+    assert r.model_batch_pieces == 512
+
+
+def test_config_refuses_bad_resources_and_precision():
+    with pytest.raises(ConfigError, match="resources.model_cpus must be >= 0"):
+        load_config(None, ["resources.model_cpus=-1"])
+    with pytest.raises(ConfigError, match="resources.model_gpus must be >= 0 .-1: sized from the cluster"):
+        load_config(None, ["resources.model_gpus=-0.5"])
+    with pytest.raises(ConfigError, match="score.precision: 'fp16' is not one of auto, fp32, bf16"):
+        load_config(None, ["score.precision=fp16"])
+    assert load_config(None, ["train.precision=bf16"]).train.precision == "bf16"
+
+
+def test_precision():
+    import torch
+
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
+    assert autocast_dtype("bf16") == torch.bfloat16 and autocast_dtype("fp32") == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16")
+
+
+def test_train_threads_share_the_node():
+    assert train_threads(1.0, 2, 1) == 2  # one worker on a 2-core node: both cores
+    assert train_threads(0.5, 2, 2) == 1
+    assert train_threads(4.0, 16, 4) == 4 and train_threads(2.0, 2, 2) == 2
