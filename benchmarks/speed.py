@@ -7,7 +7,7 @@ it, interleaved, ``--rounds`` times (the order rotates each round):
   decode_floor  fv2es.media.decode of every clip at the sampling scoring uses, one process per core;
   model_floor   the model alone (folded, at the precision scoring uses, torch's default threads)
                 on the utterances' decoded frames, face crops and spectrogram pieces (computed once,
-                outside the timing), in batches of the scoring batch size;
+                outside the timing), in batches of 16 utterances;
   seed          the seed's way (benchmarks/speed_seed.py): JPEG folders, MTCNN on full-resolution
                 frames one at a time, the training-form model at batch 1;
   fv2es         fv2es.score.job.run_score end to end on a local Ray started once with one CPU per
@@ -55,6 +55,9 @@ from fv2es.score.job import ScoreRequest, run_score  # noqa: E402
 
 CONTENDERS = ("decode_floor", "model_floor", "seed", "fv2es")
 SECTION = "## Speed against the seed's way and the floor (`benchmarks/speed.py`)"
+
+
+FLOOR_BATCH_SEGMENTS = 16
 
 
 def scoring_precision(cfg) -> str:
@@ -110,7 +113,9 @@ class Bench:
             for row, (_, _, text) in zip(rows, clip.utterances):
                 faces = cropper(row.frames).crops if len(row.frames) else None
                 samples.append({"text": text, "faces": faces, "pieces": spectrogram(row.audio)})
-        size = getattr(getattr(self.cfg, "resources", self.cfg.score), "model_batch_size", 16)
+        # 16 segments per forward pass (the GPU's call size): the floor is the model's best, and
+        # larger passes run a little faster on a CPU too than the 4-segment calls scoring makes there.
+        size = FLOOR_BATCH_SEGMENTS
         self.utterances = len(samples)
         return [collate(samples[i : i + size]) for i in range(0, len(samples), size)]
 

@@ -31,6 +31,11 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 dot products; withou
 # the activations small (BENCHMARKS.md: memory bound).
 CPU_BATCH_PIECES, CPU_BATCH_FRAMES = 64, 256
 GPU_BATCH_PIECES, GPU_BATCH_FRAMES = 512, 2048
+# Segments per model call. Ray Data hands the actor a call only once this many segments are
+# ready, so on a CPU a small call starts the model (the bottleneck) sooner after start-up; the
+# forward passes inside a call are bounded by the budget above either way (benchmarks/speed.py:
+# 16 -> 4 took 8 clips from 84 s to 77-85 s on 2 CPUs). A GPU wants the bigger calls.
+CPU_BATCH_SEGMENTS, GPU_BATCH_SEGMENTS = 4, 16
 
 
 @lru_cache(maxsize=1)
@@ -126,6 +131,7 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
         model_cpus = values.get("model_cpus", r.model_cpus)
         fill("model_threads", torch_threads(model_cpus, cpus) if gpu["model_gpus"] == 0 else 1)
         on_gpu = gpu["model_gpus"] > 0
+        fill("model_batch_size", GPU_BATCH_SEGMENTS if on_gpu else CPU_BATCH_SEGMENTS)
         fill("model_batch_pieces", GPU_BATCH_PIECES if on_gpu else CPU_BATCH_PIECES)
         fill("model_batch_frames", GPU_BATCH_FRAMES if on_gpu else CPU_BATCH_FRAMES)
         fill("face_actors", max(1, whole_gpus) if gpu["face_gpus"] > 0 else max(1, round(cpus / 8)))
@@ -134,6 +140,7 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
         fill("model_actors", 1)
         fill("model_cpus", 0.5)
         fill("model_threads", 1)
+        fill("model_batch_size", CPU_BATCH_SEGMENTS)
         fill("model_batch_pieces", CPU_BATCH_PIECES)
         fill("model_batch_frames", CPU_BATCH_FRAMES)
         fill("face_actors", max(1, whole_gpus) if gpu["face_gpus"] > 0 else max(1, int(heavy // 2)))
@@ -144,9 +151,22 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
     return dataclasses.replace(r, **values)
 
 
+def decode_tasks(r, cpus: float) -> int:
+    """Decode tasks at most at once: as many as the CPUs hold at ``r.decode_cpus`` each (at least 2).
+
+    The cap is also what keeps decoding a stage of its own: Ray Data fuses a task stage with no
+    cap (or one equal to the pool's size) into the actor stage after it, where every decode would
+    run one at a time inside that stage's actor (the speech-to-text or face actor)."""
+    tasks = max(2, int(max(1.0, cpus) / max(r.decode_cpus, 0.01) + 1e-9))
+    pools = {r.asr_actors, r.face_actors}
+    while tasks in pools:
+        tasks += 1
+    return tasks
+
+
 def describe(r, cpus: float, gpus: float, *, model: bool, asr: bool) -> str:
     """One line naming the sizing of ``r`` (sized) on a cluster of ``cpus`` / ``gpus``."""
-    parts = [f"cluster {cpus:g} CPUs, {gpus:g} GPUs", f"decode tasks {r.decode_cpus:g} CPU",
+    parts = [f"cluster {cpus:g} CPUs, {gpus:g} GPUs", f"decode tasks {r.decode_cpus:g} CPU (<= {decode_tasks(r, cpus)} at once)",
              f"faces {r.face_actors}x({r.face_cpus:g} CPU{_gpu(r.face_gpus)})"]
     if asr:
         parts.append(f"speech-to-text {r.asr_actors}x({r.asr_cpus:g} CPU{_gpu(r.asr_gpus)})")

@@ -125,17 +125,16 @@ class ResourcesConfig:
     model_cpus: float = 0.0  # CPUs reserved per model actor
     model_gpus: float = -1.0  # GPUs per model actor; > 0 runs the model on CUDA
     model_threads: int = 0  # torch threads per model actor on CPU
-    model_batch_size: int = 16  # most segments per model call (and per forward pass)
+    model_batch_size: int = 0  # most segments per model call (and per forward pass): 4 on CPU, 16 on GPU
     # The model's batch budget: spectrogram pieces / face frames per forward pass. Segments of many
     # videos share a pass up to it; a longer segment runs alone, its encoders in slices of it.
     model_batch_pieces: int = 0
     model_batch_frames: int = 0
 
     def __post_init__(self):
-        _positive(self, "chunk_s", "decode_timeout_s", "spectrogram_cpus", "face_batch_size", "asr_batch_size",
-                  "model_batch_size")
+        _positive(self, "chunk_s", "decode_timeout_s", "spectrogram_cpus", "face_batch_size", "asr_batch_size")
         for name in ("decode_cpus", "face_actors", "face_cpus", "asr_actors", "asr_cpus", "model_actors",
-                     "model_cpus", "model_threads", "model_batch_pieces", "model_batch_frames", "decode_retries",
+                     "model_cpus", "model_threads", "model_batch_size", "model_batch_pieces", "model_batch_frames", "decode_retries",
                      "retry_backoff_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"resources.{name} must be >= 0 (0: sized from the cluster), "

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from fv2es.models.geometry import FACE_SIZE
 
@@ -60,6 +58,9 @@ class FaceCrops(NamedTuple):
 
 def _resize_area(image: torch.Tensor, size: int) -> np.ndarray:
     """Resize an (h, w, 3) uint8 tensor to (size, size, 3) uint8 with area interpolation."""
+    import torch
+    import torch.nn.functional as F
+
     x = image.permute(2, 0, 1).unsqueeze(0).float()
     out = F.interpolate(x, size=(size, size), mode="area")
     return out.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
@@ -79,6 +80,8 @@ def centre_crop(frame: np.ndarray | torch.Tensor, size: int = FACE_SIZE, select:
 
     With ``select="left"``/``"right"`` the square is centred in that half of the frame.
     """
+    import torch
+
     image = torch.as_tensor(frame)
     x0, x1 = _half_bounds(image.shape[1], select)
     image = image[:, x0:x1]
@@ -103,6 +106,7 @@ class FaceCropper:
     """
 
     def __init__(self, config: FaceConfig | None = None):
+        import torch
         from facenet_pytorch import MTCNN  # imported here: heavy, and only actors need it
 
         self.config = config or FaceConfig()
@@ -126,6 +130,8 @@ class FaceCropper:
 
     def __call__(self, frames: np.ndarray) -> FaceCrops:
         """Crop one face per frame; frames of one segment or of many, all the same size."""
+        import torch
+
         frames = np.asarray(frames)
         n = frames.shape[0] if frames.ndim == 4 else 0
         size = self.config.image_size
@@ -158,12 +164,20 @@ class FaceCropper:
             crops[i] = crop
         return FaceCrops(crops, found, boxes, probs)
 
-    @torch.no_grad()
     def detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """MTCNN on one batch; the chosen face's box (full-resolution pixels) and probability.
 
         Returns float32 (N, 4) boxes and (N,) probabilities, NaN for frames without a face.
         """
+        import torch
+
+        with torch.no_grad():
+            return self._detect(frames)
+
+    def _detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+        import torch.nn.functional as F
+
         n, h, w = frames.shape[:3]
         boxes = np.full((n, 4), np.nan, np.float32)
         probs = np.full(n, np.nan, np.float32)

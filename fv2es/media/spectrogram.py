@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from fv2es.models import geometry
 
@@ -75,7 +74,7 @@ class SpectrogramPieces:
     """
 
     def __init__(self, config: SpectrogramConfig | None = None):
-        import torchaudio  # imported here: only audio workers need it
+        import torchaudio  # imported here (torch too): only audio workers need it
 
         self.config = config or SpectrogramConfig()
         c = self.config
@@ -110,6 +109,8 @@ class SpectrogramPieces:
         Waveforms of different lengths are not padded into one batch: the padding would change
         the last frames (the STFT reflects at the true end), so each length is its own batch.
         """
+        import torch
+
         prepared = [self._prepare(w) for w in waveforms]
         out: list[np.ndarray | None] = [None] * len(prepared)
         by_length: dict[int, list[int]] = {}
@@ -126,6 +127,8 @@ class SpectrogramPieces:
         return out
 
     def _prepare(self, waveform: np.ndarray | torch.Tensor) -> torch.Tensor:
+        import torch
+
         x = torch.as_tensor(np.asarray(waveform) if not isinstance(waveform, torch.Tensor) else waveform)
         if x.dim() == 2 and x.shape[0] == 1:
             x = x[0]
@@ -136,12 +139,16 @@ class SpectrogramPieces:
             x = torch.nn.functional.pad(x, (0, self.config.n_fft - x.numel()))
         return x
 
-    @torch.no_grad()
     def _mel(self, batch: torch.Tensor) -> torch.Tensor:
-        mel = self.mel(batch)  # (B, n_mels, T)
-        return torch.log(mel + 1e-6) if self.config.log else mel
+        import torch
+
+        with torch.no_grad():
+            mel = self.mel(batch)  # (B, n_mels, T)
+            return torch.log(mel + 1e-6) if self.config.log else mel
 
     def _pieces(self, mel: torch.Tensor) -> np.ndarray:
+        import torch
+
         c = self.config
         frames = mel.shape[-1]
         count = math.ceil(frames / c.piece_frames)

@@ -80,6 +80,7 @@ class StageSpec:
     cpus: float = 1.0  # CPUs reserved per task or actor
     gpus: float = 0.0  # GPUs reserved per actor
     actors: int = 0  # 0: tasks; n: an actor pool of n
+    tasks: int | None = None  # tasks at most at once (task stages); None: as many as the CPUs allow
 
 
 def check_speech_model(cfg: Config, storage_options: dict | None) -> None:
@@ -121,10 +122,12 @@ def media_stages(cfg: Config, segments: SegmentsConfig, storage_options: dict | 
     transcription stage is there unless ``asr.mode`` is ``never``; it and the face stage run on
     CUDA when given GPUs.
     """
+    from fv2es.compute import cluster_shape, decode_tasks
+
     r = sized_config(cfg, model=False).resources
     faces = cfg.faces if r.face_gpus == 0 else dataclasses.replace(cfg.faces, device="cuda")
     stages = [StageSpec("decode", Decode, (cfg.decode, segments, r, storage_options, cfg.asr.mode),
-                        batch_size=1, cpus=r.decode_cpus)]
+                        batch_size=1, cpus=r.decode_cpus, tasks=decode_tasks(r, cluster_shape()[0]))]
     if cfg.asr.mode != "never":
         stages.append(StageSpec(
             "transcribe", Transcribe, (cfg.asr, segments, cfg.decode.sample_rate),
@@ -149,7 +152,7 @@ def build_dataset(jobs: list[dict], stages: list[StageSpec]):
                                 compute=ray.data.ActorPoolStrategy(size=s.actors), num_cpus=s.cpus, num_gpus=s.gpus)
         else:
             ds = ds.map_batches(s.cls(*s.args, **s.kwargs), batch_size=s.batch_size, batch_format="pyarrow",
-                                num_cpus=s.cpus)
+                                num_cpus=s.cpus, concurrency=s.tasks)
     return ds
 
 

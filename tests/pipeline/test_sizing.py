@@ -25,7 +25,7 @@ def test_two_cpus_give_the_model_the_compute_and_leave_room_for_tasks():
     assert (r.model_actors, r.model_cpus, r.model_threads, r.model_gpus) == (1, 1.0, 2, 0.0)
     assert (r.face_actors, r.face_cpus, r.asr_actors, r.asr_cpus) == (1, 0.25, 1, 0.25)
     assert r.decode_cpus == 0.25 and 2 - actors_cpus(r) >= 2 * r.decode_cpus  # two decodes beside the actors
-    assert (r.model_batch_pieces, r.model_batch_frames) == (64, 256)
+    assert (r.model_batch_size, r.model_batch_pieces, r.model_batch_frames) == (4, 64, 256)
 
 
 @pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
@@ -46,7 +46,8 @@ def test_explicit_values_win():
     r = size_resources(explicit, 8, 2, model=True, asr=False)
     assert (r.model_actors, r.model_cpus, r.model_threads, r.model_gpus) == (3, 0.5, 1, 0.0)
     assert (r.model_batch_pieces, r.decode_cpus, r.face_gpus) == (8, 1.0, 0.0)
-    assert r.model_batch_frames == 256  # left to the cluster: the CPU budget
+    assert (r.model_batch_frames, r.model_batch_size) == (256, 4)  # left to the cluster: the CPU's
+    assert size_resources(ResourcesConfig(model_batch_size=32), 2, 0, model=True, asr=False).model_batch_size == 32
 
 
 def test_gpus_take_the_model_and_the_face_stage():
@@ -54,7 +55,7 @@ def test_gpus_take_the_model_and_the_face_stage():
     assert (r.model_actors, r.model_gpus, r.model_threads) == (4, 0.5, 1)
     assert (r.face_actors, r.face_gpus, r.asr_actors, r.asr_gpus) == (4, 0.25, 4, 0.25)
     assert r.model_actors * r.model_gpus + r.face_actors * r.face_gpus + r.asr_actors * r.asr_gpus <= 4
-    assert r.model_batch_pieces == 512
+    assert (r.model_batch_size, r.model_batch_pieces) == (16, 512)
 
 
 def test_config_refuses_bad_resources_and_precision():

@@ -179,3 +179,23 @@ def test_a_speech_model_that_cannot_load_fails_the_job_before_any_video_is_read(
     assert main(["score", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o"),
                  "--checkpoint", checkpoint, f"asr.model={tmp_path / 'no-whisper'}", "asr.mode=never"]) == 2
     assert "does not exist" in capsys.readouterr().err  # never: the model is not needed, the input is checked
+
+
+@pytest.mark.parametrize("asr_mode", ["auto", "never"])
+def test_decoding_runs_as_tasks_of_its_own(ray_cluster, checkpoint, tiny_cfg, capsys, asr_mode):
+    """Ray Data fuses a task stage into the actor stage after it unless their task caps differ;
+    fused, every decode ran one at a time inside the single speech-to-text (or face) actor of a
+    2-CPU machine. The optimised physical plan must keep decoding a task pool of its own."""
+    from fv2es.pipeline.dataset import build_dataset, media_stages, sized_config
+    from fv2es.score.job import model_stage
+
+    cfg = sized_config(dataclasses.replace(tiny_cfg, asr=dataclasses.replace(tiny_cfg.asr, mode=asr_mode)), model=True)
+    jobs = [{"video_uri": f"v{i}.mp4", "segments": "", "audio_uri": "", "audio_channel": -1, "speaker_side": ""}
+            for i in range(4)]
+    ds = build_dataset(jobs, [*media_stages(cfg, cfg.segments, None), model_stage(cfg, ScoreRequest("in", "out", checkpoint))])
+    capsys.readouterr()
+    ds.explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "TaskPoolMapOperator[MapBatches(Decode)]" in optimized
+    first_actor = "MapBatches(Transcribe)" if asr_mode == "auto" else "MapBatches(Spectrogram)->MapBatches(Faces)"
+    assert f"ActorPoolMapOperator[{first_actor}]" in optimized
