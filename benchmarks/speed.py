@@ -49,15 +49,13 @@ from speed_corpus import make_corpus  # noqa: E402
 from speed_probe import TreeSampler  # noqa: E402
 from speed_seed import SeedWay  # noqa: E402
 
+from fv2es.compute import GPU_BATCH_SEGMENTS  # noqa: E402
 from fv2es.config import load_config  # noqa: E402
 from fv2es.models import create_model, save_checkpoint  # noqa: E402
 from fv2es.score.job import ScoreRequest, run_score  # noqa: E402
 
 CONTENDERS = ("decode_floor", "model_floor", "seed", "fv2es")
 SECTION = "## Speed against the seed's way and the floor (`benchmarks/speed.py`)"
-
-
-FLOOR_BATCH_SEGMENTS = 16
 
 
 def scoring_precision(cfg) -> str:
@@ -113,9 +111,9 @@ class Bench:
             for row, (_, _, text) in zip(rows, clip.utterances):
                 faces = cropper(row.frames).crops if len(row.frames) else None
                 samples.append({"text": text, "faces": faces, "pieces": spectrogram(row.audio)})
-        # 16 segments per forward pass (the GPU's call size): the floor is the model's best, and
-        # larger passes run a little faster on a CPU too than the 4-segment calls scoring makes there.
-        size = FLOOR_BATCH_SEGMENTS
+        # The GPU's call size (16): the floor is the model's best, and larger passes run a little
+        # faster on a CPU too than the 4-segment calls scoring makes there.
+        size = GPU_BATCH_SEGMENTS
         self.utterances = len(samples)
         return [collate(samples[i : i + size]) for i in range(0, len(samples), size)]
 

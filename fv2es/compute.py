@@ -33,8 +33,9 @@ CPU_BATCH_PIECES, CPU_BATCH_FRAMES = 64, 256
 GPU_BATCH_PIECES, GPU_BATCH_FRAMES = 512, 2048
 # Segments per model call. Ray Data hands the actor a call only once this many segments are
 # ready, so on a CPU a small call starts the model (the bottleneck) sooner after start-up; the
-# forward passes inside a call are bounded by the budget above either way (benchmarks/speed.py:
-# 16 -> 4 took 8 clips from 84 s to 77-85 s on 2 CPUs). A GPU wants the bigger calls.
+# forward passes inside a call are bounded by the budget above either way (fv2es alone on the speed
+# benchmark's 8 clips, 2 CPUs: 84, 85 s with 16; 77, 85 s with 4; BENCHMARKS.md). A GPU wants the
+# bigger calls.
 CPU_BATCH_SEGMENTS, GPU_BATCH_SEGMENTS = 4, 16
 
 

@@ -125,7 +125,7 @@ class ResourcesConfig:
     model_cpus: float = 0.0  # CPUs reserved per model actor
     model_gpus: float = -1.0  # GPUs per model actor; > 0 runs the model on CUDA
     model_threads: int = 0  # torch threads per model actor on CPU
-    model_batch_size: int = 0  # most segments per model call (and per forward pass): 4 on CPU, 16 on GPU
+    model_batch_size: int = 0  # most segments per model call (and per forward pass); 0: 4 on CPU, 16 on GPU
     # The model's batch budget: spectrogram pieces / face frames per forward pass. Segments of many
     # videos share a pass up to it; a longer segment runs alone, its encoders in slices of it.
     model_batch_pieces: int = 0

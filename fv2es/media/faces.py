@@ -16,11 +16,14 @@ uint8; the detection copy uses antialiased bilinear (fast on uint8).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from fv2es.models.geometry import FACE_SIZE
+
+if TYPE_CHECKING:  # torch is imported where it computes: the config and decode tasks never do
+    import torch
 
 SELECT_MODES = ("largest", "confident", "left", "right")
 

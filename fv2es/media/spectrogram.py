@@ -20,10 +20,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fv2es.models import geometry
+
+if TYPE_CHECKING:  # torch is imported where it computes: the config and decode tasks never do
+    import torch
 
 
 @dataclass(frozen=True)
