@@ -355,11 +355,12 @@ def main(argv=None) -> dict:
 
     ray_init_s = start_ray()
     from fv2es.compute import cluster_shape, describe, size_resources
+    from fv2es.pipeline.dataset import active_pools
 
     cpus, gpus = cluster_shape()
-    asr_on = cfg.asr.mode != "never"
-    sizing = describe(size_resources(cfg.resources, cpus, gpus, model=True, asr=asr_on), cpus, gpus,
-                      model=True, asr=asr_on)
+    pools = active_pools(cfg)
+    sizing = describe(size_resources(cfg.resources, cpus, gpus, model=True, pools=list(pools)), cpus, gpus,
+                      model=True, pools=pools)
     DataContext.get_current().enable_progress_bars = False
     with tempfile.TemporaryDirectory(prefix="fv2es-speed-") as tmp:
         work = Path(tmp)

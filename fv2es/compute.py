@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -97,12 +98,16 @@ def torch_threads(cpus: float, cluster_cpus: float) -> int:
     return max(1, math.ceil(cpus - 1e-9))
 
 
-def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
+def size_resources(r, cpus: float, gpus: float, *, model: bool, pools: Sequence[str] = ("face", "asr")):
     """``r`` (a :class:`~fv2es.config.ResourcesConfig`) with every value left to the cluster
     (0 for counts and CPUs, -1 for GPU shares) filled in for ``cpus`` CPUs and ``gpus`` GPUs.
 
     ``model``: the model stage runs (scoring; preprocessing has none, and the face stage gets its
-    share); ``asr``: the speech-to-text stage runs. Idempotent: a sized config sizes to itself.
+    share); ``pools``: the media stages' actor pools that run (their ``resources.<pool>_*`` field
+    prefixes: ``face``, ``asr`` when speech-to-text runs, and any other a stage declares). Every
+    pool but the compute-bound one (the model's, or without it the face stage's) is a side pool:
+    the side pools share a quarter of the CPUs and half of each GPU. Idempotent: a sized config
+    sizes to itself.
     """
     cpus = max(1.0, cpus)
     small = cpus <= 4
@@ -112,16 +117,22 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
         if getattr(r, name) == (-1 if name.endswith("_gpus") else 0):
             values[name] = value
 
-    # GPUs: one model actor per GPU with half of it; faces and speech to text share the rest.
+    side_pools = [p for p in pools if model or p != "face"]
+    # GPUs: one model actor per GPU with half of it; the side pools share the rest (a quarter
+    # each for two, less for more, so that no GPU is promised past its whole).
     whole_gpus = int(gpus)
+    gpu_side = min(0.25, 0.5 / max(1, len(side_pools)))
     fill("model_gpus", 0.5 if whole_gpus and model else 0.0)
-    fill("face_gpus", (0.25 if model else 0.5) if whole_gpus else 0.0)
-    fill("asr_gpus", 0.25 if whole_gpus and asr else 0.0)
-    gpu = {name: values.get(name, getattr(r, name)) for name in ("model_gpus", "face_gpus", "asr_gpus")}
+    if not model:
+        fill("face_gpus", 0.5 if whole_gpus else 0.0)
+    for p in side_pools:
+        fill(f"{p}_gpus", gpu_side if whole_gpus else 0.0)
+    gpu = {f"{p}_gpus": values.get(f"{p}_gpus", getattr(r, f"{p}_gpus")) for p in ("model", "face", *side_pools)}
 
     heavy = cpus / 2  # the compute-bound stage's share: the model's, or the face stage's without one
-    # per face / speech-to-text actor on CPU: an eighth of a small machine, up to one CPU
-    side = min(1.0, cpus / 8) if not small else min(0.25, cpus / 8)
+    # per side actor on CPU: an eighth of a small machine, up to one CPU, for two side pools (a
+    # quarter of the CPUs in all); with more, that quarter is shared among them
+    side = (min(1.0, cpus / 8) if not small else min(0.25, cpus / 8)) * 2 / max(2, len(side_pools))
     if model:
         if gpu["model_gpus"] > 0:
             fill("model_actors", max(1, whole_gpus))
@@ -135,8 +146,6 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
         fill("model_batch_size", GPU_BATCH_SEGMENTS if on_gpu else CPU_BATCH_SEGMENTS)
         fill("model_batch_pieces", GPU_BATCH_PIECES if on_gpu else CPU_BATCH_PIECES)
         fill("model_batch_frames", GPU_BATCH_FRAMES if on_gpu else CPU_BATCH_FRAMES)
-        fill("face_actors", max(1, whole_gpus) if gpu["face_gpus"] > 0 else max(1, round(cpus / 8)))
-        fill("face_cpus", side)
     else:
         fill("model_actors", 1)
         fill("model_cpus", 0.5)
@@ -146,31 +155,34 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, asr: bool):
         fill("model_batch_frames", CPU_BATCH_FRAMES)
         fill("face_actors", max(1, whole_gpus) if gpu["face_gpus"] > 0 else max(1, int(heavy // 2)))
         fill("face_cpus", side if gpu["face_gpus"] > 0 else heavy / values.get("face_actors", r.face_actors))
-    fill("asr_actors", max(1, whole_gpus) if gpu["asr_gpus"] > 0 else max(1, round(cpus / 8)))
-    fill("asr_cpus", side)
+    for p in side_pools:
+        fill(f"{p}_actors", max(1, whole_gpus) if gpu[f"{p}_gpus"] > 0 else max(1, round(cpus / 8)))
+        fill(f"{p}_cpus", side)
     fill("decode_cpus", 0.25 if small else 0.5)  # fractional: several decodes beside the actors
     return dataclasses.replace(r, **values)
 
 
-def decode_tasks(r, cpus: float) -> int:
+def decode_tasks(r, cpus: float, pools: Sequence[str] = ("face", "asr")) -> int:
     """Decode tasks at most at once: as many as the CPUs hold at ``r.decode_cpus`` each (at least 2).
 
     The cap is also what keeps decoding a stage of its own: Ray Data fuses a task stage with no
     cap (or one equal to the pool's size) into the actor stage after it, where every decode would
     run one at a time inside that stage's actor (the speech-to-text or face actor)."""
     tasks = max(2, int(max(1.0, cpus) / max(r.decode_cpus, 0.01) + 1e-9))
-    pools = {r.asr_actors, r.face_actors}
-    while tasks in pools:
+    sizes = {getattr(r, f"{p}_actors") for p in pools}
+    while tasks in sizes:
         tasks += 1
     return tasks
 
 
-def describe(r, cpus: float, gpus: float, *, model: bool, asr: bool) -> str:
-    """One line naming the sizing of ``r`` (sized) on a cluster of ``cpus`` / ``gpus``."""
-    parts = [f"cluster {cpus:g} CPUs, {gpus:g} GPUs", f"decode tasks {r.decode_cpus:g} CPU (<= {decode_tasks(r, cpus)} at once)",
-             f"faces {r.face_actors}x({r.face_cpus:g} CPU{_gpu(r.face_gpus)})"]
-    if asr:
-        parts.append(f"speech-to-text {r.asr_actors}x({r.asr_cpus:g} CPU{_gpu(r.asr_gpus)})")
+def describe(r, cpus: float, gpus: float, *, model: bool, pools: Mapping[str, str]) -> str:
+    """One line naming the sizing of ``r`` (sized) on a cluster of ``cpus`` / ``gpus``; ``pools``:
+    the actor pools that run (field prefix -> what to call it), in pipeline order."""
+    parts = [f"cluster {cpus:g} CPUs, {gpus:g} GPUs",
+             f"decode tasks {r.decode_cpus:g} CPU (<= {decode_tasks(r, cpus, list(pools))} at once)"]
+    for p, title in pools.items():
+        actors, pool_cpus, pool_gpus = (getattr(r, f"{p}_{k}") for k in ("actors", "cpus", "gpus"))
+        parts.append(f"{title} {actors}x({pool_cpus:g} CPU{_gpu(pool_gpus)})")
     if model:
         parts.append(f"model {r.model_actors}x({r.model_cpus:g} CPU{_gpu(r.model_gpus)}, {r.model_threads} threads, "
                      f"<= {r.model_batch_size} segments / {r.model_batch_pieces} pieces / "

@@ -9,12 +9,8 @@ the wrong type or outside their allowed set are refused with a :class:`ConfigErr
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import hashlib
 import json
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +20,7 @@ import yaml
 
 from fv2es.asr.config import AsrConfig
 from fv2es.configlib import choice as _choice
+from fv2es.configlib import from_dict, to_dict
 from fv2es.configlib import positive as _positive
 from fv2es.errors import ConfigError
 from fv2es.media.decode import DecodeConfig
@@ -214,102 +211,6 @@ def check_sections_agree(cfg: Config) -> None:
                           f"{model.audio_arch!r}) takes {tuple(model.piece_shape)}")
 
 
-def to_dict(obj) -> dict[str, Any]:
-    """A plain (YAML/JSON-able) dict of a config dataclass; tuples become lists."""
-    out = {}
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            value = to_dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        elif hints[f.name] is float and isinstance(value, int):
-            value = float(value)  # a default written as 4 * 3600 must hash like the loaded 14400.0
-        out[f.name] = value
-    return out
-
-
-def _coerce(value: Any, tp: Any, where: str, choices: tuple[str, ...] | None) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert lists to tuples."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where, choices)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item_tp, *_rest) = typing.get_args(tp)
-        return tuple(_coerce(v, item_tp, f"{where}[{i}]", None) for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _looks_like_float(value):
-            return float(value)  # YAML 1.1 reads "4.5e-6" (no dot) as a string; users mean a number
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        if choices and value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {tp!r}")
-
-
-def from_dict(cls, data: Mapping[str, Any], where: str = "", base=None):
-    """Build dataclass ``cls`` from ``data``, starting from ``base`` (or the defaults).
-
-    Nested dataclass fields are merged key by key, so a YAML file names only what it changes.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        key = unknown[0]
-        near = difflib.get_close_matches(str(key), list(fields), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ConfigError(f"unknown config key {_join(where, key)!r}{hint}; known: {', '.join(fields)}")
-    base = base if base is not None else cls()
-    values = {}
-    for name, value in data.items():
-        tp = hints[name]
-        path = _join(where, name)
-        if dataclasses.is_dataclass(tp):
-            values[name] = from_dict(tp, value or {}, path, getattr(base, name))
-        else:
-            values[name] = _coerce(value, tp, path, fields[name].metadata.get("choices"))
-    try:
-        return dataclasses.replace(base, **values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or 'config'}: {exc}") from exc
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else str(key)
-
-
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """Turn ``["model.trans_dim=32", "train.lr=1e-4"]`` into a nested dict (values parsed as YAML)."""
     nested: dict[str, Any] = {}
@@ -329,14 +230,6 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node[parts[-1]] = value
     return nested
-
-
-def _looks_like_float(raw: str) -> bool:
-    try:
-        float(raw)
-    except ValueError:
-        return False
-    return raw.strip().lower() not in ("nan", "inf", "-inf", "infinity")
 
 
 def deep_merge(a: dict, b: Mapping) -> dict:

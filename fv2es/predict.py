@@ -15,10 +15,10 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from fv2es.emotions import DEFAULT_THRESHOLD
 from fv2es.models.checkpoint import ACTIVATIONS, default_decision, load_checkpoint
 from fv2es.models.inputs import Collate, ModelInputs
 from fv2es.pipeline.packing import unpack_faces, unpack_pieces
-from fv2es.train.metrics import DEFAULT_THRESHOLD
 
 
 def samples_from_rows(rows: Sequence[dict]) -> list[dict]:

@@ -20,7 +20,7 @@ from fv2es.data.splits import assign_random_splits, assign_split_lists, read_spl
 from fv2es.data.utterance import ReadStats, Utterance
 from fv2es.emotions import IEMOCAP_EMOTIONS, MOSEI_EMOTIONS
 from fv2es.errors import InputError
-from fv2es.pipeline.dataset import check_speech_model, init_ray, media_dataset
+from fv2es.pipeline.dataset import check_speech_model, init_ray, media_dataset, media_job, sized_config
 from fv2es.pipeline.plan import jobs_from_utterances
 from fv2es.pipeline.stages.transcribe import asr_summary
 from fv2es.progress import Progress
@@ -105,7 +105,8 @@ def run_preprocess(cfg: Config, req: PreprocessRequest) -> dict:
     log.info(f"preprocessing {len(utterances)} utterances of {len(jobs)} videos -> {req.output_uri}")
 
     init_ray(req.address)
-    ds = media_dataset(jobs, cfg, plan, options, req.storage_options)
+    cfg = sized_config(cfg, model=False)  # resources sized once for the job
+    ds = media_dataset(jobs, media_job(cfg, plan, options, req.storage_options))
     ds = ds.map_batches(ToExample(labels, emotions, req.dataset), batch_format="pyarrow", num_cpus=0.25)
     shards = ExampleShards(req.output_uri, req.storage_options)
     with Progress("preprocess", len(utterances), "utterances").watch(ds) as counted:

@@ -3,7 +3,7 @@
 The page (``index.html``) is self-contained apart from the PNGs written beside it: inline CSS,
 ``<img>`` tags and tables, every piece of text from the data HTML-escaped. The charts are drawn
 by :mod:`fv2es.charts`; the data is read through the owners of the formats: the scoring output
-through :class:`~fv2es.score.sink.ScoreOutput`, the shards through :mod:`fv2es.train.evaluate`.
+through :class:`~fv2es.score.output.ScoreOutput`, the shards through :mod:`fv2es.train.evaluate`.
 
 * A scoring output (``segments/*.parquet``, ``videos.parquet``, ``_SUCCESS``; any fsspec URI):
   summary counts, the distribution of dominant emotions, when something failed the videos and
@@ -39,8 +39,10 @@ from fv2es.charts import (
     plot_dominant,
     plot_statuses,
 )
+from fv2es.emotions import emotions_of_columns, prob_column
 from fv2es.errors import InputError
-from fv2es.score.sink import ScoreOutput, summarize_videos
+from fv2es.score.output import ScoreOutput
+from fv2es.score.summary import summarize_videos
 from fv2es.storage import StorageError, options_for, redact_uri
 from fv2es.timeline import CSS as TIMELINE_CSS
 from fv2es.timeline import emotion_name, legend, segment_table, timeline
@@ -144,10 +146,11 @@ def _read_scores(uri: str, storage_options: dict | None) -> dict:
     if schema is None:
         raise InputError(f"{uri}: no segments/*.parquet; is this an `fv2es score` output?")
     # What the charts and tables use (and summarize_videos needs): not the timings or counts.
-    segments = output.read_segments([c for c in schema.names if c in SEGMENT_COLUMNS or c.startswith("prob_")])
+    probs = {prob_column(e) for e in emotions_of_columns(schema.names)}
+    segments = output.read_segments([c for c in schema.names if c in SEGMENT_COLUMNS or c in probs])
     meta = output.metadata_of_parts()
     emotions = (json.loads(meta["fv2es.emotions"]) if "fv2es.emotions" in meta
-                else [c[5:] for c in segments.column_names if c.startswith("prob_")])
+                else emotions_of_columns(segments.column_names))
     videos = output.read_videos()
     if videos is None:  # an interrupted run: summarise what was committed, as the job itself would
         videos = summarize_videos(segments, emotions)
@@ -238,7 +241,7 @@ def _videos_table(videos: pa.Table, root: str, true: dict | None, anchors: dict)
             cells.append(f"<td{'' if agree or not labels else ' class=miss'} title=\"{_esc(', '.join(labels))}\">"
                          f"{_esc(', '.join(emotion_name(e) for e in labels))}</td>")
         cells += [f"<td title=\"{_esc(dominant)}\">{_esc(emotion_name(dominant) if dominant else None)}</td>",
-                  f"<td class=num>{_esc(_round(r.get(f'prob_{dominant}') if dominant else None, 2))}</td>",
+                  f"<td class=num>{_esc(_round(r.get(prob_column(dominant)) if dominant else None, 2))}</td>",
                   f"<td>{_esc(r['status'])}</td>"]
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = (f'<table class=sortable id=videos data-page="{PAGE_ROWS}"><thead><tr>'

@@ -26,7 +26,7 @@ from fsspec.core import url_to_fs
 
 from fv2es.data.utterance import SPLITS
 from fv2es.errors import InputError
-from fv2es.media.failures import OK
+from fv2es.failures import OK
 from fv2es.storage import arrow_filesystem, options_for
 
 # One row per utterance. Arrays travel as bytes plus a count (fv2es.pipeline.packing).
@@ -48,7 +48,7 @@ EXAMPLE_SCHEMA = pa.schema([
     ("piece_count", pa.int32()),
     ("has_video", pa.bool_()),
     ("has_audio", pa.bool_()),
-    ("status", pa.string()),  # "ok", or the failure kind (fv2es.media.failures)
+    ("status", pa.string()),  # "ok", or the failure kind (fv2es.failures)
     ("error", pa.string()),
 ])
 EXAMPLE_COLUMNS = EXAMPLE_SCHEMA.names

@@ -17,7 +17,7 @@ import math
 from matplotlib.colors import to_hex
 
 from fv2es.charts import emotion_colors
-from fv2es.emotions import EMOTION_NAMES
+from fv2es.emotions import EMOTION_NAMES, prob_column
 
 CSS = """
 .tl{display:grid;grid-template-columns:96px 1fr;row-gap:2px;font-size:12px;margin:.4em 0}
@@ -110,8 +110,8 @@ def timeline(segments: list[dict], emotions: list[str], duration: float | None) 
 
     top = []
     for s in ok:
-        e = s.get("top_emotion") or max(emotions, key=lambda x: s.get(f"prob_{x}") or 0.0)
-        p = s.get(f"prob_{e}")
+        e = s.get("top_emotion") or max(emotions, key=lambda x: s.get(prob_column(x)) or 0.0)
+        p = s.get(prob_column(e))
         top.append(_span("seg", s["start"], s["end"], duration, f"background:{colors.get(e, '#888')}",
                          f"{_time(s['start'])} to {_time(s['end'])}: {emotion_name(e)}"
                          + (f" {p:.2f}" if p is not None else ""), _esc(emotion_name(e)),
@@ -127,7 +127,7 @@ def timeline(segments: list[dict], emotions: list[str], duration: float | None) 
     for e in emotions:
         bars = []
         for s in ok:
-            p = s.get(f"prob_{e}")
+            p = s.get(prob_column(e))
             if p is None:
                 continue
             bars.append(_span("seg", s["start"], s["end"], duration,
@@ -181,7 +181,7 @@ def segment_table(segments: list[dict], emotions: list[str], labels: dict[str, l
         e = s.get("top_emotion")
         cells = [_num(s["start"]) if s.get("start") is not None else "", _num(s["end"]) if s.get("end") is not None
                  else "", s["status"] if s["status"] == "ok" else f"{s['status']}: {s.get('error') or ''}",
-                 f"{emotion_name(e)} {s.get(f'prob_{e}'):.2f}" if e and s.get(f"prob_{e}") is not None else ""]
+                 f"{emotion_name(e)} {s.get(prob_column(e)):.2f}" if e and s.get(prob_column(e)) is not None else ""]
         if labels:
             cells.append(", ".join(emotion_name(x) for x in labels.get(s.get("utterance_id") or "", [])))
         cells.append(s.get("text") or "")

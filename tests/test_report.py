@@ -78,7 +78,7 @@ SEGMENT_SCHEMA = pa.schema([
 def write_scores(root, videos: dict[str, int] = VIDEOS) -> dict:
     """A complete `fv2es score` output: segments/part-0.parquet, videos.parquet, _SUCCESS; ``videos``
     maps names to segment counts ("broken.mp4" fails whole; "talk_a.mp4"'s segment 4 fails)."""
-    from fv2es.score.sink import summarize_videos  # the job's own per-video summary
+    from fv2es.score.summary import summarize_videos  # the job's own per-video summary
 
     (root / "segments").mkdir(parents=True)
     segments = pa.Table.from_pylist(_segment_rows(str(root), videos), schema=SEGMENT_SCHEMA)

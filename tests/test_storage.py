@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fv2es.failures import UNREADABLE
 from fv2es.media.decode import decode
-from fv2es.media.failures import UNREADABLE
 from fv2es.storage import redact_text, redact_uri
 
 PRESIGNED_V4 = (

@@ -95,7 +95,8 @@ def print_table(scores: Path, manifest: Path, rows: int) -> None:
     """Per video: the true label (from the demo manifest), the dominant emotion, probabilities, faces."""
     import json
 
-    from fv2es.score.sink import ScoreOutput
+    from fv2es.emotions import emotions_of_columns, prob_column
+    from fv2es.score.output import ScoreOutput
 
     labels = {json.loads(line)["video_uri"]: json.loads(line)["label"] for line in manifest.read_text().splitlines()}
     output = ScoreOutput(str(scores))
@@ -105,11 +106,11 @@ def print_table(scores: Path, manifest: Path, rows: int) -> None:
     for s in segments:
         faces[s["video_uri"]] = faces.get(s["video_uri"], 0) + s["faces_found"]
         frames[s["video_uri"]] = frames.get(s["video_uri"], 0) + s["frames_sampled"]
-    emotions = [c[5:] for c in videos[0] if c.startswith("prob_")]
+    emotions = emotions_of_columns(videos[0])
     print(f"{'video':<16}{'label':<7}{'dominant':<10}" + "".join(f"{e:>6}" for e in emotions) + "  faces")
     for v in videos[:rows]:
         name = Path(v["video_uri"]).name
-        probs = "".join(f"{v['prob_' + e]:>6.2f}" if v["status"] == "ok" else f"{'-':>6}" for e in emotions)
+        probs = "".join(f"{v[prob_column(e)]:>6.2f}" if v["status"] == "ok" else f"{'-':>6}" for e in emotions)
         print(f"{name:<16}{labels.get(v['video_uri'], '?'):<7}{(v['dominant_emotion'] or v['status']):<10}{probs}"
               f"  {faces.get(v['video_uri'], 0)}/{frames.get(v['video_uri'], 0)}")
     agree = sum(1 for v in videos if v["dominant_emotion"] == labels.get(v["video_uri"]))

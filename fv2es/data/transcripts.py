@@ -2,7 +2,7 @@
 
 Every source yields :class:`Segment` values (or one text string). Sidecars follow one rule:
 a *missing* sidecar means the text modality is absent (``None``), an *unparsable* one is a bad
-input and raises :class:`~fv2es.media.failures.MediaError` with kind ``BAD_SIDECAR``.
+input and raises :class:`~fv2es.failures.MediaError` with kind ``BAD_SIDECAR``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from fv2es.media.failures import BAD_SIDECAR, MediaError
+from fv2es.failures import BAD_SIDECAR, MediaError
 from fv2es.storage import redact_text, redact_uri
 
 # Looked for in this order: timed formats first, since they also give segment boundaries.

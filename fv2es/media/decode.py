@@ -3,7 +3,7 @@
 ``decode`` samples frames by presentation timestamp (correct for variable frame rate), scales
 them to a bounded size, turns them upright by the rotation metadata, resamples the audio to
 16 kHz mono (or one chosen channel), and slices both per segment. A bad input is a value: every
-returned row carries ``status`` (``ok`` or a kind from :mod:`fv2es.media.failures`) and ``error``.
+returned row carries ``status`` (``ok`` or a kind from :mod:`fv2es.failures`) and ``error``.
 
 Sampling: for a segment, the instants are ``start + k * interval``; the first frame whose
 presentation time is at or after an instant is kept, once (a slow clip's frame that covers
@@ -38,8 +38,7 @@ from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from fv2es.data.transcripts import SIDECAR_MAX_BYTES, SIDECAR_MAX_CUES
-from fv2es.media import guard
-from fv2es.media.failures import (
+from fv2es.failures import (
     BAD_SEGMENT,
     DECODE_ERROR,
     INVALID_CONTAINER,
@@ -50,6 +49,7 @@ from fv2es.media.failures import (
     UNSUPPORTED_CONTAINER,
     MediaError,
 )
+from fv2es.media import guard
 from fv2es.media.sinks import (
     TRUNCATED_WARNING,  # noqa: F401 -- re-exported: callers of decode() test rows for it
     AudioSink,
@@ -122,7 +122,7 @@ class Decoded:
     audio: np.ndarray  # float32 (samples,) mono at config.sample_rate; may be empty
     has_video: bool  # the file has a usable video stream
     has_audio: bool  # the file has a usable audio stream
-    status: str = OK  # "ok" or a failure kind from fv2es.media.failures
+    status: str = OK  # "ok" or a failure kind from fv2es.failures
     error: str = ""  # human-readable reason when status is not ok
 
 

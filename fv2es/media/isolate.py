@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 
+from fv2es.failures import CRASHED, DECODE_ERROR, TIMEOUT, UNREADABLE, MediaError
 from fv2es.media.decode import DecodeConfig, Decoded, MediaInfo, decode, failed_rows, probe
-from fv2es.media.failures import CRASHED, DECODE_ERROR, TIMEOUT, UNREADABLE, MediaError
 from fv2es.storage import redact_text, redact_uri
 
 # The child is a fresh interpreter that runs only this module's loop: not a fork (the caller may

@@ -12,7 +12,7 @@ import math
 import av
 import numpy as np
 
-from fv2es.media.failures import BAD_SEGMENT, DECODE_ERROR, OK
+from fv2es.failures import BAD_SEGMENT, DECODE_ERROR, OK
 
 # Float timestamps: a frame at exactly a sampling instant must count as "at or after" it.
 EPS = 1e-6

@@ -20,12 +20,14 @@ _EXPORTS = {
     "ModelInputs": "fv2es.models.inputs",
     "normalize_faces": "fv2es.models.inputs",
     "ModelConfig": "fv2es.models.config",
-    "create_model": "fv2es.models.registry",
+    "create_model": "fv2es.models.factory",
     "get_preset": "fv2es.models.registry",
     "list_models": "fv2es.models.registry",
     "register_model": "fv2es.models.registry",
     "register_branch": "fv2es.models.registry",
     "list_branches": "fv2es.models.registry",
+    "get_branch": "fv2es.models.registry",
+    "check_architectures": "fv2es.models.registry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,7 +22,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 import fv2es
-from fv2es.config import from_dict, to_dict
+from fv2es.configlib import from_dict, to_dict
 from fv2es.errors import CheckpointError, ConfigError
 from fv2es.models.config import ModelConfig
 
@@ -215,7 +215,7 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
     form and the model is put in eval mode; ``inference=False`` keeps the training form (to
     resume training; only possible if it was saved in that form).
     """
-    from fv2es.models.registry import create_model
+    from fv2es.models.factory import create_model
 
     data, info = _read(uri, storage_options)
     config, saved_folded = info.config, info.reparameterized

@@ -249,7 +249,8 @@ def import_seed_state_dict(state: Mapping[str, torch.Tensor], *, text_model: str
     import dataclasses
 
     from fv2es.emotions import IEMOCAP_EMOTIONS
-    from fv2es.models.registry import create_model, get_preset
+    from fv2es.models.factory import create_model
+    from fv2es.models.registry import get_preset
 
     present = seed_modalities(state)
     if not present:

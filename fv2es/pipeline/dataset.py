@@ -1,9 +1,10 @@
 """The Ray side of the media pipeline: the embedded-or-cluster Ray, the list of stages, and job
 rows -> segment rows as a streaming Dataset (the scoring and preprocessing jobs both start here).
 
-The stages are data: :func:`media_stages` lists them (class, constructor arguments, batch size,
-resources) and :func:`build_dataset` chains whatever list it is given. A new stage between
-decode and the model is one more :class:`StageSpec` in :func:`media_stages`.
+The stages are data: each stage class declares its run (:mod:`fv2es.pipeline.spec`), a job's
+config is sized once (:func:`sized_config`), :func:`media_stages` lists the stages' specs and
+:func:`build_dataset` chains whatever list it is given. A new stage between decode and the model
+is one more entry in :data:`fv2es.pipeline.stages.MEDIA_STAGES`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from fv2es.config import Config, SegmentsConfig
 from fv2es.errors import ConfigError, UserError
-from fv2es.pipeline.stages import Decode, Faces, Spectrogram, Transcribe
+from fv2es.pipeline.spec import MediaJob, StageSpec
+from fv2es.pipeline.stages import MEDIA_STAGES
 from fv2es.storage import options_for
 
 SAMPLE_RATE = 16000  # Whisper's input rate: the decoded audio's when speech-to-text runs
@@ -64,25 +64,6 @@ def check_ray_address(address: str | None, timeout_s: float = 30.0) -> None:
                     f"address, or leave it out for an embedded local Ray")
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """One per-batch stage: ``cls(*args, **kwargs)`` is called on pyarrow tables.
-
-    With ``actors`` > 0 it runs as an actor pool of that size (state built once per actor, e.g.
-    a model); with 0 as stateless tasks (the instance is built here and shipped to each task).
-    """
-
-    name: str
-    cls: type
-    args: tuple = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    batch_size: int | None = None  # rows per call; None: a whole block
-    cpus: float = 1.0  # CPUs reserved per task or actor
-    gpus: float = 0.0  # GPUs reserved per actor
-    actors: int = 0  # 0: tasks; n: an actor pool of n
-    tasks: int | None = None  # tasks at most at once (task stages); None: as many as the CPUs allow
-
-
 def check_speech_model(cfg: Config, storage_options: dict | None) -> None:
     """On the driver, at a job's start: load the speech-to-text model once, unless ``asr.mode`` is
     ``never``, so a model that cannot load fails the job with one clear
@@ -98,46 +79,42 @@ def check_speech_model(cfg: Config, storage_options: dict | None) -> None:
 
 
 def sized_config(cfg: Config, *, model: bool) -> Config:
-    """``cfg`` with the resources it leaves to the cluster sized from the connected Ray cluster
-    (:func:`fv2es.compute.size_resources`; ``model``: the job ends in the model stage). Logs the
-    sizing; a config already sized is returned as it is."""
-    from fv2es.compute import cluster_shape, describe, size_resources
+    """``cfg`` as one job runs it, decided once on the driver (Ray must be running) and passed
+    down: the resources it leaves to the cluster sized from the connected Ray cluster
+    (:func:`fv2es.compute.size_resources`, for the actor pools of the stages that run;
+    ``model``: the job ends in the model stage), and with a model, ``score.precision`` resolved
+    (``auto`` -> ``fp32`` or ``bf16`` on the model's device: what the job records). Logs the sizing."""
+    from fv2es.compute import cluster_shape, describe, resolve_precision, size_resources
 
     cpus, gpus = cluster_shape()
-    asr = cfg.asr.mode != "never"
-    sized = size_resources(cfg.resources, cpus, gpus, model=model, asr=asr)
-    if sized == cfg.resources:
-        return cfg
-    logging.getLogger(__name__).info("resources: " + describe(sized, cpus, gpus, model=model, asr=asr))
-    return dataclasses.replace(cfg, resources=sized)
+    pools = active_pools(cfg)
+    sized = size_resources(cfg.resources, cpus, gpus, model=model, pools=list(pools))
+    logging.getLogger(__name__).info("resources: " + describe(sized, cpus, gpus, model=model, pools=pools))
+    cfg = dataclasses.replace(cfg, resources=sized)
+    if model:
+        device = "cuda" if sized.model_gpus > 0 else "cpu"
+        cfg = dataclasses.replace(cfg, score=dataclasses.replace(
+            cfg.score, precision=resolve_precision(cfg.score.precision, device)))
+    return cfg
 
 
-def media_stages(cfg: Config, segments: SegmentsConfig, storage_options: dict | None,
-                 asr_storage_options: dict | None = None) -> list[StageSpec]:
-    """Decode -> (transcribe) -> spectrogram -> faces, with the resources of ``cfg.resources``
-    (values left to the cluster are sized first: :func:`sized_config`; Ray must be running).
+def active_pools(cfg: Config) -> dict[str, str]:
+    """The actor pools of the media stages ``cfg`` runs (resources prefix -> title), in order."""
+    return {stage.pool: stage.title for stage in MEDIA_STAGES if stage.pool and stage.enabled(cfg)}
 
-    ``segments`` is the plan (scoring passes ``cfg.segments``; preprocessing its own);
-    ``storage_options`` are the inputs', ``asr_storage_options`` the speech model's. The
-    transcription stage is there unless ``asr.mode`` is ``never``; it and the face stage run on
-    CUDA when given GPUs.
-    """
-    from fv2es.compute import cluster_shape, decode_tasks
 
-    r = sized_config(cfg, model=False).resources
-    faces = cfg.faces if r.face_gpus == 0 else dataclasses.replace(cfg.faces, device="cuda")
-    stages = [StageSpec("decode", Decode, (cfg.decode, segments, r, storage_options, cfg.asr.mode),
-                        batch_size=1, cpus=r.decode_cpus, tasks=decode_tasks(r, cluster_shape()[0]))]
-    if cfg.asr.mode != "never":
-        stages.append(StageSpec(
-            "transcribe", Transcribe, (cfg.asr, segments, cfg.decode.sample_rate),
-            {"device": "cuda" if r.asr_gpus > 0 else "cpu", "threads": max(1, round(r.asr_cpus)),
-             "storage_options": options_for(cfg.asr.model, asr_storage_options)},
-            batch_size=r.asr_batch_size, cpus=r.asr_cpus, gpus=r.asr_gpus, actors=r.asr_actors))
-    stages.append(StageSpec("spectrogram", Spectrogram, (cfg.spectrogram,), cpus=r.spectrogram_cpus))
-    stages.append(StageSpec("faces", Faces, (faces, max(1, round(r.face_cpus))), batch_size=r.face_batch_size,
-                            cpus=r.face_cpus, gpus=r.face_gpus, actors=r.face_actors))
-    return stages
+def media_stages(job: MediaJob) -> list[StageSpec]:
+    """The :data:`~fv2es.pipeline.stages.MEDIA_STAGES` that ``job`` runs, each as it declares
+    itself (``Stage.spec``): decode -> (transcribe) -> spectrogram -> faces."""
+    return [spec for stage in MEDIA_STAGES if (spec := stage.spec(job)) is not None]
+
+
+def media_job(cfg: Config, segments: SegmentsConfig, storage_options: dict | None,
+              asr_storage_options: dict | None = None) -> MediaJob:
+    """The :class:`MediaJob` of a sized ``cfg`` (:func:`sized_config`) on the connected cluster."""
+    from fv2es.compute import cluster_shape
+
+    return MediaJob(cfg, segments, cluster_shape()[0], storage_options, asr_storage_options)
 
 
 def build_dataset(jobs: list[dict], stages: list[StageSpec]):
@@ -156,7 +133,6 @@ def build_dataset(jobs: list[dict], stages: list[StageSpec]):
     return ds
 
 
-def media_dataset(jobs: list[dict], cfg: Config, segments: SegmentsConfig, storage_options: dict | None,
-                  asr_storage_options: dict | None = None):
+def media_dataset(jobs: list[dict], job: MediaJob):
     """:func:`build_dataset` of :func:`media_stages`: job rows -> face-cropped segment rows."""
-    return build_dataset(jobs, media_stages(cfg, segments, storage_options, asr_storage_options))
+    return build_dataset(jobs, media_stages(job))

@@ -7,6 +7,7 @@ decode task, in parallel, by :func:`plan_segments`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import posixpath
@@ -109,6 +110,18 @@ def _job(video_uri: str, segments: str = "", audio_uri=None, audio_channel=None,
         "audio_channel": -1 if audio_channel is None else int(audio_channel),
         "speaker_side": speaker_side or "",
     }
+
+
+def job_id(job: dict) -> str:
+    """A job's id, the same in every run: a digest of its video, speaker side, audio file and channel.
+
+    A video can be several jobs (IEMOCAP's two actors; a manifest giving each row its own audio
+    channel or file), so rows are gathered and resumed by this id, never by the video alone.
+    """
+    channel = job.get("audio_channel")
+    channel = -1 if channel is None or channel < 0 else int(channel)
+    key = json.dumps([job["video_uri"], job.get("speaker_side") or "", job.get("audio_uri") or "", channel])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def given_segments(job: dict) -> list[SegmentSpec] | None:

@@ -14,33 +14,31 @@ from fv2es.config import Config, to_dict
 from fv2es.media.isolate import is_transient
 from fv2es.models import read_checkpoint_info
 from fv2es.pipeline.dataset import (
-    StageSpec,
     build_dataset,
     check_ray_address,
     check_speech_model,
     init_ray,
+    media_job,
     media_stages,
     sized_config,
 )
-from fv2es.pipeline.plan import list_jobs
-from fv2es.pipeline.stages import SpeechNumbering
-from fv2es.pipeline.stages.decode import job_id
+from fv2es.pipeline.numbering import SegmentNumbering
+from fv2es.pipeline.plan import job_id, list_jobs
+from fv2es.pipeline.stages import media_columns, media_config_sections, media_timing
 from fv2es.progress import Progress
-from fv2es.score.model_stage import ModelStage, model_precision, prob_column
-from fv2es.score.sink import ScoreOutput, VideoCollector, summarize_videos
+from fv2es.score.collect import VideoCollector
+from fv2es.score.model_stage import ModelStage
+from fv2es.score.output import ScoreOutput
+from fv2es.score.summary import summarize_videos
 from fv2es.storage import check_access, options_for, redact_uri
 
 log = logging.getLogger(__name__)
 
 
 def segment_columns(emotions) -> list[str]:
-    """The columns of the per-segment table, in order (the README documents each)."""
-    return [
-        "video_uri", "segment_index", "segment_count", "utterance_id", "start", "end", "video_duration_s",
-        "text", "text_source", "language", "asr_confidence", "speaker_side", "job_id", "frames_sampled", "faces_found",
-        "piece_count", "has_video", "has_audio", *[prob_column(e) for e in emotions], "top_emotion", "predicted",
-        "model_id", "status", "error", "decode_ms", "asr_ms", "face_ms", "model_ms",
-    ]
+    """The columns of the per-segment table, in order (the README documents each): what each
+    media stage and the model stage declare, then ``status`` and ``error``, then the timings."""
+    return [*media_columns(), *ModelStage.columns(emotions), "status", "error", *media_timing(), *ModelStage.timing]
 
 
 @dataclass
@@ -57,10 +55,10 @@ class ScoreRequest:
 
 def scoring_config(cfg: Config, model_config) -> dict:
     """What the scores depend on: the checkpoint's model config (not the config file's ``model``
-    section) and the media, segment and speech sections. Resources and the like are left out:
-    they change how fast, not what, so a resume may change them."""
-    return {"model": to_dict(model_config), **{k: to_dict(getattr(cfg, k))
-                                                for k in ("decode", "faces", "spectrogram", "segments", "asr")}}
+    section) and the sections the media stages declare (decode, segments, speech, spectrogram,
+    faces). Resources and the like are left out: they change how fast, not what, so a resume may
+    change them."""
+    return {"model": to_dict(model_config), **{k: to_dict(getattr(cfg, k)) for k in media_config_sections()}}
 
 
 def run_score(cfg: Config, req: ScoreRequest) -> dict:
@@ -136,27 +134,16 @@ def _run_leased(cfg: Config, req: ScoreRequest, output: ScoreOutput, jobs: list[
     return counts
 
 
-def model_stage(cfg: Config, req: ScoreRequest) -> StageSpec:
-    """The model actor pool that ends the scoring pipeline (``cfg`` sized: :func:`sized_config`)."""
-    r = cfg.resources
-    return StageSpec("model", ModelStage, kwargs={
-        "checkpoint_uri": req.checkpoint_uri,
-        "storage_options": options_for(req.checkpoint_uri, req.storage_options),
-        "device": "cuda" if r.model_gpus > 0 else "cpu", "precision": model_precision(cfg),
-        "threads": r.model_threads, "batch_size": r.model_batch_size,
-        "max_pieces": r.model_batch_pieces, "max_frames": r.model_batch_frames},
-        batch_size=r.model_batch_size, cpus=r.model_cpus, gpus=r.model_gpus, actors=r.model_actors)
-
-
 def _stream(cfg: Config, req: ScoreRequest, todo: list[dict], collector: VideoCollector) -> list:
     """Run the pipeline into ``collector``; returns the videos cut at speech left with chunks missing."""
     init_ray(req.address)
-    cfg = sized_config(cfg, model=True)  # resources left to the cluster, sized (and logged) once
-    collector.output.metadata[b"fv2es.precision"] = model_precision(cfg).encode()  # before any part is written
+    cfg = sized_config(cfg, model=True)  # resources sized and precision resolved, once for the job
+    collector.output.metadata[b"fv2es.precision"] = cfg.score.precision.encode()  # before any part is written
     # The options go to every remote video and audio URI (a local manifest may list s3:// videos).
-    stages = media_stages(cfg, cfg.segments, req.storage_options, req.storage_options)
-    ds = build_dataset(todo, [*stages, model_stage(cfg, req)])
-    numbering = SpeechNumbering()
+    job = media_job(cfg, cfg.segments, req.storage_options, req.storage_options)
+    model = ModelStage.spec(job, req.checkpoint_uri, options_for(req.checkpoint_uri, req.storage_options))
+    ds = build_dataset(todo, [*media_stages(job), model])
+    numbering = SegmentNumbering()
     progress = Progress("score", len(todo))  # one line: in place on a terminal, periodic in a log
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for table in numbering.add(batch):

@@ -7,31 +7,20 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from fv2es.media.failures import OK
+from fv2es.emotions import prob_column
+from fv2es.failures import OK
+from fv2es.pipeline.spec import MediaJob, StageSpec, actor_spec
 from fv2es.pipeline.timing import apportion
 
 EMPTY = "empty"  # a decoded segment with none of the model's modalities in it
-
-
-def prob_column(emotion: str) -> str:
-    """The segment table's probability column of ``emotion``."""
-    return f"prob_{emotion}"
-
-
-def model_precision(cfg) -> str:
-    """``fp32`` or ``bf16``: the model's compute precision for ``cfg`` (sized: the model's device
-    known) by ``score.precision`` (:func:`fv2es.compute.resolve_precision`)."""
-    from fv2es.compute import resolve_precision
-
-    return resolve_precision(cfg.score.precision, "cuda" if cfg.resources.model_gpus > 0 else "cpu")
 
 
 class ModelStage:
     """Scores batches of segments of many videos together through a :class:`~fv2es.predict.Predictor`
     (the checkpoint loaded once, in inference form: RepVGG folded, eval, ``inference_mode``).
 
-    Run as an actor pool. ``precision`` (``auto`` | ``fp32`` | ``bf16``; the scoring job passes the
-    one its driver resolved and recorded: :func:`model_precision`) is the forward pass's autocast. Forward passes are
+    Run as an actor pool. ``precision`` (``fp32`` | ``bf16``: the one the scoring job's driver
+    resolved and recorded, :func:`fv2es.pipeline.dataset.sized_config`) is the forward pass's autocast. Forward passes are
     batched by media content: consecutive segments share a pass while it holds at most
     ``batch_size`` segments, ``max_pieces`` spectrogram pieces and ``max_frames`` face frames; a
     segment over the budget runs alone, its encoders in slices of the budget (see
@@ -41,18 +30,36 @@ class ModelStage:
     segment's share of its forward pass's time (:func:`~fv2es.pipeline.timing.apportion`).
     """
 
+    name, title, pool = "model", "model", "model"
+    timing = ("model_ms",)
+
+    @staticmethod
+    def columns(emotions) -> list[str]:
+        """The score table's columns from the model stage, for a model of ``emotions``."""
+        return [*[prob_column(e) for e in emotions], "top_emotion", "predicted", "model_id"]
+
+    @classmethod
+    def spec(cls, job: MediaJob, checkpoint_uri: str, storage_options: dict | None) -> StageSpec:
+        """The model actor pool that ends the scoring pipeline, as ``job``'s sized resources say."""
+        r = job.cfg.resources
+        return actor_spec(cls, job, kwargs={
+            "checkpoint_uri": checkpoint_uri, "storage_options": storage_options,
+            "device": "cuda" if r.model_gpus > 0 else "cpu", "precision": job.cfg.score.precision,
+            "threads": r.model_threads, "batch_size": r.model_batch_size,
+            "max_pieces": r.model_batch_pieces, "max_frames": r.model_batch_frames})
+
     def __init__(self, checkpoint_uri: str, storage_options: dict | None = None, device: str = "cpu",
-                 threads: int = 1, batch_size: int = 16, precision: str = "auto",
+                 threads: int = 1, batch_size: int = 16, precision: str = "fp32",
                  max_pieces: int = 64, max_frames: int = 256):
         import torch
 
-        from fv2es.compute import autocast_dtype, resolve_precision
+        from fv2es.compute import autocast_dtype
         from fv2es.predict import Predictor
 
         if not device.startswith("cuda"):
             torch.set_num_threads(max(1, threads))
         self.predictor = Predictor.from_checkpoint(checkpoint_uri, device=device, storage_options=storage_options,
-                                                   dtype=autocast_dtype(resolve_precision(precision, device)),
+                                                   dtype=autocast_dtype(precision),
                                                    max_pieces=max_pieces,
                                                    max_frames=max_frames)
         self.emotions = self.predictor.emotions

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fv2es.emotions import DEFAULT_THRESHOLD
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "HEADLINE",
@@ -44,10 +46,6 @@ LOSSES = ("bce", "ce")
 
 # The metrics printed after training and evaluation (every metric is recorded): see :func:`headline`.
 HEADLINE = ("acc", "avg_f1", "avg_auc", "avg_acc", "avg_wacc")
-
-# The one default decision threshold: of an emotion that has no positive rows to tune on, of every
-# emotion under ``ce``, and of a checkpoint saved without validated thresholds (fv2es.predict).
-DEFAULT_THRESHOLD = 0.5
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from fv2es.data.transcripts import (
     read_sidecar,
     text_for_span,
 )
-from fv2es.media.failures import BAD_SIDECAR, MediaError
+from fv2es.failures import BAD_SIDECAR, MediaError
 from tests.data.conftest import IEMOCAP_TEXT
 
 SRT = (

@@ -15,10 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from fv2es.media import isolate
-from fv2es.media.decode import TRUNCATED_WARNING, DecodeConfig, decode, failed_rows
-from fv2es.media.encode import write_clip
-from fv2es.media.failures import (
+from fv2es.failures import (
     BAD_SEGMENT,
     CRASHED,
     DECODE_ERROR,
@@ -29,6 +26,9 @@ from fv2es.media.failures import (
     TOO_LARGE,
     UNREADABLE,
 )
+from fv2es.media import isolate
+from fv2es.media.decode import TRUNCATED_WARNING, DecodeConfig, decode, failed_rows
+from fv2es.media.encode import write_clip
 from tests.media.conftest import ramp_frames, sine
 
 pytestmark = pytest.mark.timeout(60)  # "must not hang" is part of the contract

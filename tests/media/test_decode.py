@@ -8,9 +8,9 @@ import fsspec
 import numpy as np
 import pytest
 
+from fv2es.failures import OK
 from fv2es.media.decode import DecodeConfig, decode, probe
 from fv2es.media.encode import write_clip
-from fv2es.media.failures import OK
 from tests.media.conftest import dominant_hz, frame_index, marker_frames, ramp_frames, sine
 
 

@@ -15,10 +15,7 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from fv2es.data.transcripts import read_sidecar
-from fv2es.media import guard, isolate
-from fv2es.media.decode import TRUNCATED_WARNING, DecodeConfig, decode, probe
-from fv2es.media.encode import write_clip
-from fv2es.media.failures import (
+from fv2es.failures import (
     BAD_SIDECAR,
     CRASHED,
     DECODE_ERROR,
@@ -29,6 +26,9 @@ from fv2es.media.failures import (
     UNSUPPORTED_CONTAINER,
     MediaError,
 )
+from fv2es.media import guard, isolate
+from fv2es.media.decode import TRUNCATED_WARNING, DecodeConfig, decode, probe
+from fv2es.media.encode import write_clip
 from tests.media.conftest import ramp_frames, sine
 
 pytestmark = pytest.mark.timeout(60)

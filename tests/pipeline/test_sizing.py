@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from fv2es.compute import (
@@ -21,7 +23,7 @@ def actors_cpus(r, model=True, asr=True) -> float:
 
 
 def test_two_cpus_give_the_model_the_compute_and_leave_room_for_tasks():
-    r = size_resources(ResourcesConfig(), 2, 0, model=True, asr=True)
+    r = size_resources(ResourcesConfig(), 2, 0, model=True, pools=("face", "asr"))
     assert (r.model_actors, r.model_cpus, r.model_threads, r.model_gpus) == (1, 1.0, 2, 0.0)
     assert (r.face_actors, r.face_cpus, r.asr_actors, r.asr_cpus) == (1, 0.25, 1, 0.25)
     assert r.decode_cpus == 0.25 and 2 - actors_cpus(r) >= 2 * r.decode_cpus  # two decodes beside the actors
@@ -31,10 +33,10 @@ def test_two_cpus_give_the_model_the_compute_and_leave_room_for_tasks():
 @pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
 @pytest.mark.parametrize("model", [True, False])
 def test_actor_pools_never_take_every_cpu(cpus, model):
-    r = size_resources(ResourcesConfig(), cpus, 0, model=model, asr=True)
+    r = size_resources(ResourcesConfig(), cpus, 0, model=model, pools=("face", "asr"))
     assert actors_cpus(r, model) <= 0.75 * cpus  # the rest for decode and spectrogram tasks
     assert r.decode_cpus <= cpus - actors_cpus(r, model)
-    assert size_resources(r, cpus, 0, model=model, asr=True) == r  # idempotent
+    assert size_resources(r, cpus, 0, model=model, pools=("face", "asr")) == r  # idempotent
     if model:
         assert r.model_actors * r.model_cpus == pytest.approx(cpus / 2)  # the model stage's half
         assert r.model_threads >= 1 and r.model_actors >= max(1, cpus // 8)
@@ -43,15 +45,15 @@ def test_actor_pools_never_take_every_cpu(cpus, model):
 def test_explicit_values_win():
     explicit = ResourcesConfig(model_actors=3, model_cpus=0.5, model_threads=1, model_gpus=0.0,
                                model_batch_pieces=8, decode_cpus=1.0, face_gpus=0.0)
-    r = size_resources(explicit, 8, 2, model=True, asr=False)
+    r = size_resources(explicit, 8, 2, model=True, pools=("face",))
     assert (r.model_actors, r.model_cpus, r.model_threads, r.model_gpus) == (3, 0.5, 1, 0.0)
     assert (r.model_batch_pieces, r.decode_cpus, r.face_gpus) == (8, 1.0, 0.0)
     assert (r.model_batch_frames, r.model_batch_size) == (256, 4)  # left to the cluster: the CPU's
-    assert size_resources(ResourcesConfig(model_batch_size=32), 2, 0, model=True, asr=False).model_batch_size == 32
+    assert size_resources(ResourcesConfig(model_batch_size=32), 2, 0, model=True, pools=("face",)).model_batch_size == 32
 
 
 def test_gpus_take_the_model_and_the_face_stage():
-    r = size_resources(ResourcesConfig(), 16, 4, model=True, asr=True)
+    r = size_resources(ResourcesConfig(), 16, 4, model=True, pools=("face", "asr"))
     assert (r.model_actors, r.model_gpus, r.model_threads) == (4, 0.5, 1)
     assert (r.face_actors, r.face_gpus, r.asr_actors, r.asr_gpus) == (4, 0.25, 4, 0.25)
     assert r.model_actors * r.model_gpus + r.face_actors * r.face_gpus + r.asr_actors * r.asr_gpus <= 4
@@ -82,3 +84,43 @@ def test_train_threads_share_the_node():
     assert train_threads(1.0, 2, 1) == 2  # one worker on a 2-core node: both cores
     assert train_threads(0.5, 2, 2) == 1
     assert train_threads(4.0, 16, 4) == 4 and train_threads(2.0, 2, 2) == 2
+
+
+def test_a_third_side_pool_shares_the_side_budget():
+    """A stage that declares a new actor pool gets sized without changes here, and the side
+    pools together never take more CPUs or GPU than two did."""
+    @dataclasses.dataclass(frozen=True)
+    class WithSpeaker(ResourcesConfig):
+        speaker_actors: int = 0
+        speaker_cpus: float = 0.0
+        speaker_gpus: float = -1.0
+
+    pools = ("face", "asr", "speaker")
+    r = size_resources(WithSpeaker(), 2, 0, model=True, pools=pools)
+    side = sum(getattr(r, f"{p}_actors") * getattr(r, f"{p}_cpus") for p in pools)
+    assert side == pytest.approx(0.5) and r.model_actors * r.model_cpus + side <= 0.75 * 2
+    g = size_resources(WithSpeaker(), 16, 4, model=True, pools=pools)
+    assert g.speaker_actors == 4 and g.model_gpus + sum(getattr(g, f"{p}_gpus") for p in pools) <= 1.0
+
+
+@pytest.mark.parametrize("asr_mode", ["auto", "never"])
+def test_each_stage_builds_its_run_from_the_job_sized_once(asr_mode):
+    """The stage list is what runs: each stage's spec takes its resources from the sized fields."""
+    from fv2es.pipeline.dataset import active_pools, media_stages
+    from fv2es.pipeline.spec import MediaJob
+    from fv2es.score.model_stage import ModelStage
+
+    cfg = load_config(None, [f"asr.mode={asr_mode}"])
+    cfg = dataclasses.replace(cfg, resources=size_resources(cfg.resources, 2, 0, model=True,
+                                                            pools=list(active_pools(cfg))))
+    job = MediaJob(cfg, cfg.segments, 2.0)
+    specs = [*media_stages(job), ModelStage.spec(job, "ckpt.safetensors", None)]
+    names = ["decode", *(["transcribe"] if asr_mode == "auto" else []), "spectrogram", "faces", "model"]
+    assert [s.name for s in specs] == names
+    by_name = {s.name: s for s in specs}
+    r = cfg.resources
+    assert (by_name["faces"].actors, by_name["faces"].cpus, by_name["faces"].batch_size) == (
+        r.face_actors, r.face_cpus, r.face_batch_size)
+    assert (by_name["model"].actors, by_name["model"].cpus, by_name["model"].kwargs["threads"]) == (1, 1.0, 2)
+    assert by_name["decode"].actors == 0 and by_name["decode"].tasks == 8  # 2 CPUs at 0.25 each
+    assert ("asr_actors" in r.__dataclass_fields__) and (r.asr_actors == 1) == (asr_mode == "auto")

@@ -9,6 +9,7 @@ from fv2es.media.decode import DecodeConfig
 from fv2es.media.democorpus import make_demo_corpus
 from fv2es.media.faces import FaceConfig
 from fv2es.media.spectrogram import SpectrogramConfig, num_pieces
+from fv2es.pipeline.numbering import number_all
 from fv2es.pipeline.packing import unpack_faces, unpack_frame_times, unpack_waveform
 from fv2es.pipeline.plan import list_jobs
 from fv2es.pipeline.stages import DECODED_SCHEMA, Decode, Faces, Spectrogram
@@ -29,7 +30,7 @@ def run_decode(jobs, segments=None, resources=None, spectrogram=True):
     assert all(t.schema == DECODED_SCHEMA for t in tables)
     if spectrogram:
         tables = [Spectrogram(SpectrogramConfig())(t) for t in tables]
-    return pa.concat_tables(tables).to_pylist()
+    return number_all(pa.concat_tables(tables)).to_pylist()
 
 
 def test_decode_whole_clips_with_sidecar_text_and_a_failed_row(demo):
@@ -43,7 +44,7 @@ def test_decode_whole_clips_with_sidecar_text_and_a_failed_row(demo):
     for row, expected in zip(good, manifest):
         assert row["status"] == "ok" and row["segment_count"] == 1
         assert row["text"] == expected["text"]  # from the .txt sidecar beside the clip
-        assert row["text_source"] == "caption" and row["cuts"] == "" and row["chunk_index"] == -1
+        assert row["text_source"] == "caption" and row["cuts"] == ""
         assert row["end"] == pytest.approx(2.0, abs=0.05)
         assert row["frames_sampled"] == 4  # every 500 ms over 2 s
         assert row["piece_count"] == num_pieces(2.0)

@@ -10,9 +10,10 @@ from fv2es.asr.config import AsrConfig
 from fv2es.config import ResourcesConfig, ScoreConfig, SegmentsConfig
 from fv2es.media.decode import DecodeConfig
 from fv2es.media.encode import write_clip
+from fv2es.pipeline.numbering import SegmentNumbering, number_all
 from fv2es.pipeline.packing import unpack_frame_times
 from fv2es.pipeline.plan import list_jobs
-from fv2es.pipeline.stages import DECODED_SCHEMA, Decode, SpeechNumbering, Transcribe
+from fv2es.pipeline.stages import DECODED_SCHEMA, Decode, Transcribe
 from tests.pipeline.speech_media import face_frames, noise, read_wav, sentences, speech_video, word_error_rate
 
 BROKEN_MODEL = AsrConfig(model="/nonexistent/whisper")  # loading it would fail: proves it is never loaded
@@ -51,7 +52,7 @@ def test_decode_leaves_an_uncaptioned_video_to_be_cut_at_its_speech(media):
     assert [x for r in rows for x in (r["start"], r["end"])] == pytest.approx([0.0, 4.0, 4.0, 6.218], abs=0.01)
     assert all(r["waveform_samples"] > 0 and r["frames_sampled"] > 0 for r in rows)
     never = pa.concat_tables(decoded(media, "two.mp4", asr_mode="never")).to_pylist()
-    assert [(r["cuts"], r["chunk_index"], r["text_source"]) for r in never] == [("", -1, "none")]
+    assert [(r["cuts"], r["chunk_index"], r["chunk_count"], r["text_source"]) for r in never] == [("", 0, 1, "none")]
 
 
 def test_rows_with_text_pass_through_without_loading_the_model(media):
@@ -66,10 +67,11 @@ def test_adjacent_windows_without_audio_are_cut_from_one_stretch(media):
     (chunk,) = decoded(media, "mute.mp4", segments=windows)
     (row,) = chunk.to_pylist()
     cuts = json.loads(row["cuts"])
-    assert [c[:3] for c in cuts] == [[k, float(k), float(k + 1)] for k in range(4)]
+    assert [c[:2] for c in cuts] == [[float(k), float(k + 1)] for k in range(4)]
+    assert (row["chunk_row"], row["chunk_rows"]) == (0, 4)
     assert row["has_audio"] is False and row["frames_sampled"] == 8
     (out,) = transcribe([chunk], BROKEN_MODEL, windows)  # no audio: nothing to transcribe, only cut
-    rows = out.to_pylist()
+    rows = number_all(out).to_pylist()
     assert [(r["segment_index"], r["segment_count"], r["start"], r["end"]) for r in rows] == [
         (k, 4, float(k), float(k + 1)) for k in range(4)]
     assert [r["frames_sampled"] for r in rows] == [2, 2, 2, 2]
@@ -80,17 +82,17 @@ def test_adjacent_windows_without_audio_are_cut_from_one_stretch(media):
 
 
 def test_numbering_waits_for_every_chunk_then_counts_over_the_video():
-    def rows(chunk, n):
-        return [{"video_uri": "v", "job_id": "v", "speaker_side": None, "segment_index": j, "segment_count": n,
-                 "chunk_index": chunk, "chunk_count": 3, "start": chunk * 10.0 + j} for j in range(n)]
+    def rows(chunk, n, job="v", chunks=3):
+        return [{"video_uri": job, "job_id": job, "chunk_index": chunk, "chunk_count": chunks, "chunk_row": j,
+                 "chunk_rows": n, "start": chunk * 10.0 + j} for j in range(n)]
 
-    plain = [{"video_uri": "w", "job_id": "w", "speaker_side": None, "segment_index": 0, "segment_count": 1, "chunk_index": -1,
-              "chunk_count": -1, "start": 0.0}]
-    numbering = SpeechNumbering()
+    plain = rows(0, 1, job="w", chunks=1)
+    numbering = SegmentNumbering()
     first = numbering.add(pa.Table.from_pylist(rows(2, 1) + plain + rows(0, 2)[:1]))
-    assert [t.to_pylist() for t in first] == [plain]
+    assert [t.to_pylist() for t in first] == [
+        [{"video_uri": "w", "job_id": "w", "start": 0.0, "segment_index": 0, "segment_count": 1}]]
     assert numbering.add(pa.Table.from_pylist(rows(0, 2)[1:])) == []
-    (done,) = numbering.add(pa.Table.from_pylist(rows(1, 3)))
+    (done,) = numbering.add(pa.Table.from_pylist(rows(1, 3)[::-1]))  # rows arrive in any order
     assert done.column("start").to_pylist() == [0.0, 1.0, 10.0, 11.0, 12.0, 20.0]
     assert done.column("segment_index").to_pylist() == list(range(6))
     assert set(done.column("segment_count").to_pylist()) == {6} and numbering.incomplete() == []
@@ -110,7 +112,7 @@ def test_two_sentences_become_two_segments_with_their_words(media):
         assert row["waveform_samples"] == pytest.approx((row["end"] - row["start"]) * 16000, abs=2)
         times = unpack_frame_times(row)
         assert len(times) == row["frames_sampled"] >= 3 and ((times >= row["start"]) & (times < row["end"])).all()
-        assert (row["segment_count"], row["chunk_index"], row["chunk_count"]) == (2, 0, 1)
+        assert (row["chunk_rows"], row["chunk_index"], row["chunk_count"]) == (2, 0, 1)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from fv2es.models import load_checkpoint, read_checkpoint_info, save_checkpoint
 from fv2es.score.job import ScoreRequest, run_score, scoring_config
-from fv2es.score.sink import OutputMismatch, OutputWriteError, ScoreOutput
+from fv2es.score.output import OutputMismatch, OutputWriteError, ScoreOutput
 
 
 class Store:

@@ -186,13 +186,14 @@ def test_decoding_runs_as_tasks_of_its_own(ray_cluster, checkpoint, tiny_cfg, ca
     """Ray Data fuses a task stage into the actor stage after it unless their task caps differ;
     fused, every decode ran one at a time inside the single speech-to-text (or face) actor of a
     2-CPU machine. The optimised physical plan must keep decoding a task pool of its own."""
-    from fv2es.pipeline.dataset import build_dataset, media_stages, sized_config
-    from fv2es.score.job import model_stage
+    from fv2es.pipeline.dataset import build_dataset, media_job, media_stages, sized_config
+    from fv2es.score.model_stage import ModelStage
 
     cfg = sized_config(dataclasses.replace(tiny_cfg, asr=dataclasses.replace(tiny_cfg.asr, mode=asr_mode)), model=True)
     jobs = [{"video_uri": f"v{i}.mp4", "segments": "", "audio_uri": "", "audio_channel": -1, "speaker_side": ""}
             for i in range(4)]
-    ds = build_dataset(jobs, [*media_stages(cfg, cfg.segments, None), model_stage(cfg, ScoreRequest("in", "out", checkpoint))])
+    job = media_job(cfg, cfg.segments, None)
+    ds = build_dataset(jobs, [*media_stages(job), ModelStage.spec(job, checkpoint, None)])
     capsys.readouterr()
     ds.explain()
     optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]

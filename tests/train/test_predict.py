@@ -11,15 +11,16 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from fv2es.config import config_from_dict
+from fv2es.emotions import DEFAULT_THRESHOLD, prob_column
 from fv2es.models import create_model, load_checkpoint, read_checkpoint_info, save_checkpoint
 from fv2es.models.checkpoint import _read_metadata
 from fv2es.pipeline.packing import pack
 from fv2es.predict import Predictor
-from fv2es.score.model_stage import ModelStage, prob_column
+from fv2es.score.model_stage import ModelStage
 from fv2es.shards import EXAMPLE_SCHEMA, table_batches
 from fv2es.train.data import ExampleCollate, predict
 from fv2es.train.loop import save_model, validation_predictor
-from fv2es.train.metrics import DEFAULT_THRESHOLD, evaluate
+from fv2es.train.metrics import evaluate
 
 EMOTIONS = ["ang", "exc", "fru", "hap", "neu", "sad"]
 TEXTS = ["I am so angry right now.", "", "What a wonderful day!", "fine.", "Why would you do that?",

@@ -4,8 +4,9 @@ Each is a small picklable class (heavy state built in ``__init__`` or on first u
 ``__call__`` takes and returns a pyarrow Table, so the same class runs in
 ``Dataset.map_batches`` and in a unit test. Rows carry their arrays as bytes plus counts
 (:mod:`fv2es.pipeline.packing`) and always carry ``status`` / ``error``: a bad input becomes a
-row, never an exception out of a stage. The stages run in the order
-:func:`fv2es.pipeline.dataset.media_stages` lists them:
+row, never an exception out of a stage. Each class declares its name, the config sections its
+output depends on, its resources and its columns (:mod:`fv2es.pipeline.spec`). They run in the
+order of :data:`MEDIA_STAGES`:
 
 - :class:`Decode` (tasks): job rows -> segment rows with frames + times, waveform, captions;
 - :class:`Transcribe` (actor pool; only when ``asr.mode`` is not ``never``): speech-to-text,
@@ -17,6 +18,31 @@ row, never an exception out of a stage. The stages run in the order
 from fv2es.pipeline.stages.decode import DECODED_SCHEMA, Decode
 from fv2es.pipeline.stages.faces import Faces
 from fv2es.pipeline.stages.spectrogram import Spectrogram
-from fv2es.pipeline.stages.transcribe import SpeechNumbering, Transcribe
+from fv2es.pipeline.stages.transcribe import Transcribe
 
-__all__ = ["DECODED_SCHEMA", "Decode", "Faces", "Spectrogram", "SpeechNumbering", "Transcribe"]
+# The media stages, in the order they run. A new stage is one more entry here.
+MEDIA_STAGES = (Decode, Transcribe, Spectrogram, Faces)
+
+
+def media_columns() -> list[str]:
+    """The score table's columns that the media stages contribute (before the model's)."""
+    return [c for stage in MEDIA_STAGES for c in stage.columns]
+
+
+def media_timing() -> list[str]:
+    """The media stages' ``*_ms`` columns of the score table."""
+    return [c for stage in MEDIA_STAGES for c in stage.timing]
+
+
+def media_config_sections() -> list[str]:
+    """The config sections the media stages' output depends on (part of the scoring config digest)."""
+    return [s for stage in MEDIA_STAGES for s in stage.config_sections]
+
+
+def media_pools() -> dict[str, str]:
+    """The media stages' actor pools: ``resources`` field prefix -> what the sizing line calls it."""
+    return {stage.pool: stage.title for stage in MEDIA_STAGES if stage.pool}
+
+
+__all__ = ["DECODED_SCHEMA", "MEDIA_STAGES", "Decode", "Faces", "Spectrogram", "Transcribe", "media_columns",
+           "media_config_sections", "media_pools", "media_timing"]

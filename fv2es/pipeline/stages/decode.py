@@ -12,7 +12,6 @@ be cut from the speech (or are adjacent windows that want one transcript across 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -24,8 +23,8 @@ from fsspec.core import url_to_fs
 
 from fv2es.config import ResourcesConfig, SegmentsConfig
 from fv2es.data.transcripts import Segment, find_sidecar, overlaps, read_sidecar
+from fv2es.failures import OK, MediaError
 from fv2es.media.decode import DecodeConfig, Decoded
-from fv2es.media.failures import OK, MediaError
 from fv2es.media.isolate import decode_retrying, probe_retrying
 from fv2es.pipeline.packing import pack
 from fv2es.pipeline.plan import (
@@ -33,10 +32,12 @@ from fv2es.pipeline.plan import (
     SegmentSpec,
     cuts_at_speech,
     given_segments,
+    job_id,
     needs_transcript,
     plan_segments,
     windows,
 )
+from fv2es.pipeline.spec import MediaJob, StageSpec
 from fv2es.pipeline.timing import apportion
 from fv2es.storage import options_for, redact_uri
 
@@ -46,8 +47,11 @@ SPEECH = "speech"  # the ``cuts`` of a chunk row that the transcription stage cu
 DECODED_SCHEMA = pa.schema([
     ("video_uri", pa.string()),
     ("job_id", pa.string()),  # see job_id(): which job (video, speaker side, audio) the row belongs to
-    ("segment_index", pa.int32()),
-    ("segment_count", pa.int32()),
+    # Where the row came from (fv2es.pipeline.numbering numbers the segments once the job is whole):
+    ("chunk_index", pa.int32()),  # which of the job's decode chunks
+    ("chunk_count", pa.int32()),  # of how many
+    ("chunk_row", pa.int32()),  # the row's place in its chunk
+    ("chunk_rows", pa.int32()),  # of how many rows the chunk yields (set again by a stage that cuts it)
     ("utterance_id", pa.string()),
     ("start", pa.float64()),
     ("end", pa.float64()),
@@ -71,24 +75,9 @@ DECODED_SCHEMA = pa.schema([
     ("error", pa.string()),
     ("decode_ms", pa.float64()),
     ("asr_ms", pa.float64()),  # filled by the transcription stage
-    # Chunk rows only: "speech", or JSON [[index, start, end, utterance_id, text, text_source], ...].
+    # Chunk rows only: "speech", or JSON [[start, end, utterance_id, text, text_source], ...].
     ("cuts", pa.string()),
-    # Rows of a video cut at its speech: which of its chunks this row came from (else -1).
-    ("chunk_index", pa.int32()),
-    ("chunk_count", pa.int32()),
 ])
-
-
-def job_id(job: dict) -> str:
-    """A job's id, the same in every run: a digest of its video, speaker side, audio file and channel.
-
-    A video can be several jobs (IEMOCAP's two actors; a manifest giving each row its own audio
-    channel or file), so rows are gathered and resumed by this id, never by the video alone.
-    """
-    channel = job.get("audio_channel")
-    channel = -1 if channel is None or channel < 0 else int(channel)
-    key = json.dumps([job["video_uri"], job.get("speaker_side") or "", job.get("audio_uri") or "", channel])
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _job_from_row(row: dict) -> dict:
@@ -100,10 +89,9 @@ class _Chunk:
     """Segments decoded by one call; ``cuts`` says whether the transcription stage cuts them."""
 
     specs: list[SegmentSpec]
-    first: int  # index of specs[0] among the video's segments (or the chunk's index at speech)
     cuts: str = ""
-    chunk_index: int = -1
-    chunk_count: int = -1
+    chunk_index: int = 0
+    chunk_count: int = 1
 
 
 class Decode:
@@ -117,6 +105,27 @@ class Decode:
     with backoff before it is recorded. ``asr_mode`` (``asr.mode``) says whether a transcription stage follows: only then are
     segments left for it to cut.
     """
+
+    name, title, pool = "decode", "decode tasks", None
+    config_sections = ("decode", "segments")
+    # The score table's columns that come from here (the job's identity, the segment, the media).
+    columns = ("video_uri", "segment_index", "segment_count", "utterance_id", "start", "end", "video_duration_s",
+               "text", "text_source", "speaker_side", "job_id", "frames_sampled", "has_video", "has_audio")
+    timing = ("decode_ms",)
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        """Whether a job with ``cfg`` runs this stage (always)."""
+        return True
+
+    @classmethod
+    def spec(cls, job: MediaJob) -> StageSpec:
+        """Tasks of one job row each, as many at once as the CPUs hold (:func:`fv2es.compute.decode_tasks`)."""
+        from fv2es.compute import decode_tasks
+
+        cfg, r = job.cfg, job.cfg.resources
+        return StageSpec(cls.name, cls, (cfg.decode, job.segments, r, job.storage_options, cfg.asr.mode),
+                         batch_size=1, cpus=r.decode_cpus, tasks=decode_tasks(r, job.cluster_cpus))
 
     def __init__(self, decode: DecodeConfig, segments: SegmentsConfig, resources: ResourcesConfig,
                  storage_options: dict | None = None, asr_mode: str = "never"):
@@ -141,24 +150,23 @@ class Decode:
         except MediaError as e:
             specs = given or [SegmentSpec(None, None)]
             failed = [_failed(s, e.kind, e.message) for s in specs]
-            yield self._table(job, _Chunk(specs, 0), len(specs), failed, None, [], start_time)
+            yield self._table(job, _Chunk(specs), failed, None, [], start_time)
             return
         captions, warning = self._captions(uri, given)
         duration = info.duration_s if info.duration_s and math.isfinite(info.duration_s) else None
-        chunks, count = self._plan(given, duration, captions)
-        for chunk in chunks:
+        for chunk in self._plan(given, duration, captions):
             decoded = self._decode(job, chunk)
             if warning:
                 for d in decoded:
                     d.error = d.error or warning
-            yield self._table(job, chunk, count, decoded, duration, captions, start_time)
+            yield self._table(job, chunk, decoded, duration, captions, start_time)
             start_time = time.perf_counter()  # the probe and captions are charged to the first chunk
 
-    def _plan(self, given, duration: float | None, captions: list[Segment]) -> tuple[list[_Chunk], int]:
-        """The chunks to decode, and how many segments the video has (chunks, at speech)."""
+    def _plan(self, given, duration: float | None, captions: list[Segment]) -> list[_Chunk]:
+        """The chunks to decode (each knows its place among the job's chunks)."""
         if cuts_at_speech(given, captions, self.segments, self.asr_mode):
             spans = windows(0.0, duration, self.resources.chunk_s) if duration else [(None, None)]
-            return [_Chunk([SegmentSpec(s, e)], 0, SPEECH, k, len(spans)) for k, (s, e) in enumerate(spans)], 1
+            return [_Chunk([SegmentSpec(s, e)], SPEECH, k, len(spans)) for k, (s, e) in enumerate(spans)]
         if duration is None and (given is None or any(s.start is None and s.end is None for s in given)):
             # No declared duration: one pass over the whole file finds where it ends.
             text = given[0].text if given else " ".join(c.text for c in captions)
@@ -166,13 +174,10 @@ class Decode:
             specs = [SegmentSpec(None, None, text, given[0].utterance_id if given else None, source)]
         else:
             specs = plan_segments(given, duration or 0.0, self.segments, captions)
-        chunks, first = [], 0
-        for group in _chunks(specs, self.resources.chunk_s):
-            chunks.append(_Chunk(group, first, self._joined_cuts(group, first)))
-            first += len(group)
-        return chunks, len(specs)
+        groups = list(_chunks(specs, self.resources.chunk_s))
+        return [_Chunk(group, self._joined_cuts(group), k, len(groups)) for k, group in enumerate(groups)]
 
-    def _joined_cuts(self, group: list[SegmentSpec], first: int) -> str:
+    def _joined_cuts(self, group: list[SegmentSpec]) -> str:
         """Adjacent segments that all want a transcript are decoded as one stretch and cut after
         transcription, so a word on a boundary goes to every segment it overlaps."""
         if len(group) < 2 or not all(needs_transcript(self.asr_mode, s.text_source) for s in group):
@@ -181,8 +186,7 @@ class Decode:
             return ""
         if any(abs(a.end - b.start) > 1e-6 for a, b in zip(group, group[1:])):
             return ""
-        return json.dumps([[first + k, s.start, s.end, s.utterance_id, s.text, s.text_source]
-                           for k, s in enumerate(group)])
+        return json.dumps([[s.start, s.end, s.utterance_id, s.text, s.text_source] for s in group])
 
     def _captions(self, uri: str, given) -> tuple[list, str]:
         if given is not None and all(s.text for s in given):
@@ -222,19 +226,21 @@ class Decode:
             return [_failed(s, d.status, d.error) for s in specs]
         return decoded
 
-    def _table(self, job, chunk: _Chunk, count: int, decoded, duration, captions, started) -> pa.Table:
+    def _table(self, job, chunk: _Chunk, decoded, duration, captions, started) -> pa.Table:
         elapsed_ms = (time.perf_counter() - started) * 1000
-        if chunk.cuts == SPEECH:  # one stretch; its segments are numbered within the chunk, later over the video
-            specs, indices, count = chunk.specs, [0], 1
-        elif chunk.cuts:  # one stretch holding the chunk's segments
-            specs, indices = [SegmentSpec(chunk.specs[0].start, chunk.specs[-1].end)], [chunk.first]
+        # A stretch the transcription stage cuts is one row here; it says how many rows it becomes.
+        # A stretch cut at the speech becomes as many as the speech has: the stage sets chunk_rows then.
+        if chunk.cuts == SPEECH:
+            specs, rows_of_chunk = chunk.specs, 1
+        elif chunk.cuts:
+            specs, rows_of_chunk = [SegmentSpec(chunk.specs[0].start, chunk.specs[-1].end)], len(chunk.specs)
         else:
-            specs, indices = chunk.specs, [chunk.first + k for k in range(len(decoded))]
+            specs, rows_of_chunk = chunk.specs, len(decoded)
         rows = []
         # A chunk decodes several segments in one pass: each is charged its share by media seconds.
         shares = apportion(elapsed_ms, [d.end_s - d.start_s if math.isfinite(d.end_s) and d.end_s > d.start_s else 0.0
                                         for d in decoded])
-        for d, spec, index, ms in zip(decoded, specs, indices, shares):
+        for k, (d, spec, ms) in enumerate(zip(decoded, specs, shares)):
             frames = d.frames if d.frames.ndim == 4 else np.zeros((0, 0, 0, 3), np.uint8)
             times = d.frame_times_s if len(d.frame_times_s) == len(frames) else np.zeros(len(frames))
             end = d.end_s if math.isfinite(d.end_s) else None
@@ -242,8 +248,10 @@ class Decode:
             rows.append({
                 "video_uri": job["video_uri"],
                 "job_id": job_id(job),
-                "segment_index": index,
-                "segment_count": count,
+                "chunk_index": chunk.chunk_index,
+                "chunk_count": chunk.chunk_count,
+                "chunk_row": k,
+                "chunk_rows": rows_of_chunk,
                 "utterance_id": spec.utterance_id,
                 "start": d.start_s,
                 "end": end,
@@ -268,8 +276,6 @@ class Decode:
                 "decode_ms": float(ms),
                 "asr_ms": 0.0,
                 "cuts": chunk.cuts if d.status == OK else "",
-                "chunk_index": chunk.chunk_index,
-                "chunk_count": chunk.chunk_count,
             })
         return pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from fv2es.media.faces import FaceConfig
 from fv2es.pipeline.packing import pack
+from fv2es.pipeline.spec import MediaJob, StageSpec, actor_spec
 
 FRAME_COLUMNS = ["frames", "frame_times", "frame_height", "frame_width"]
 
@@ -22,6 +23,23 @@ class Faces:
     MTCNN is built once per actor, on ``config.device``. The speaker side of a row, when given
     (IEMOCAP), picks the face in that half of the frame. The frame columns are dropped.
     """
+
+    name, title, pool = "faces", "faces", "face"
+    config_sections = ("faces",)
+    columns = ("faces_found",)
+    timing = ("face_ms",)
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        """Whether a job with ``cfg`` runs this stage (always)."""
+        return True
+
+    @classmethod
+    def spec(cls, job: MediaJob) -> StageSpec:
+        """An actor pool; MTCNN on CUDA when the pool is given GPUs."""
+        r = job.cfg.resources
+        faces = job.cfg.faces if r.face_gpus == 0 else dataclasses.replace(job.cfg.faces, device="cuda")
+        return actor_spec(cls, job, (faces, max(1, round(r.face_cpus))))
 
     def __init__(self, config: FaceConfig, threads: int = 1):
         import torch

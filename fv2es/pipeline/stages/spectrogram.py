@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from fv2es.media.spectrogram import SpectrogramConfig, SpectrogramPieces
 from fv2es.pipeline.packing import pack, unpack_waveform
+from fv2es.pipeline.spec import MediaJob, StageSpec
 from fv2es.pipeline.timing import apportion
 
 
@@ -19,6 +20,21 @@ class Spectrogram:
     decode plus spectrogram).
     Stateless and cheap: run as tasks, ``map_batches(Spectrogram(config), batch_size=None)``.
     """
+
+    name, title, pool = "spectrogram", "spectrogram tasks", None
+    config_sections = ("spectrogram",)
+    columns = ("piece_count",)
+    timing = ()  # its time is added to decode_ms
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        """Whether a job with ``cfg`` runs this stage (always)."""
+        return True
+
+    @classmethod
+    def spec(cls, job: MediaJob) -> StageSpec:
+        """Tasks over whole blocks (Ray may fuse them into the face actors)."""
+        return StageSpec(cls.name, cls, (job.cfg.spectrogram,), cpus=job.cfg.resources.spectrogram_cpus)
 
     def __init__(self, config: SpectrogramConfig):
         self.config = config

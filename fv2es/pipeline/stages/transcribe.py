@@ -12,9 +12,8 @@ Three kinds of row arrive from :class:`~fv2es.pipeline.stages.decode.Decode`:
   or no audio stream) is scored as it is, in pieces of at most ``max_segment_s``, with
   ``text_source`` ``none``, so a silent video still gets its face and voice scores.
 
-Rows cut at speech carry ``chunk_index``/``chunk_count``; their ``segment_index`` and
-``segment_count`` count within the chunk until :class:`SpeechNumbering` (on the driver, once
-every chunk of a video is in) numbers them over the whole video.
+A chunk cut into segments says how many rows it became (``chunk_row`` / ``chunk_rows``);
+:class:`fv2es.pipeline.numbering.SegmentNumbering` numbers them over the whole job once every chunk is in.
 """
 
 from __future__ import annotations
@@ -26,17 +25,18 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fv2es.asr.config import AsrConfig
 from fv2es.asr.segments import speech_segments, text_of, words_in_span
 from fv2es.config import SegmentsConfig, to_dict
 from fv2es.data.transcripts import Segment
-from fv2es.media.failures import OK
+from fv2es.failures import OK
 from fv2es.pipeline.packing import pack, unpack_frame_times, unpack_frames, unpack_waveform
 from fv2es.pipeline.plan import ASR, NO_TEXT, needs_transcript, windows
+from fv2es.pipeline.spec import MediaJob, StageSpec, actor_spec
 from fv2es.pipeline.stages.decode import SPEECH, captions_json
 from fv2es.pipeline.timing import apportion
+from fv2es.storage import options_for
 
 
 class Transcribe:
@@ -47,6 +47,26 @@ class Transcribe:
     text never loads it). ``device`` "cuda" runs it in float16, "cpu" in int8, unless
     ``asr.compute_type`` says otherwise.
     """
+
+    name, title, pool = "transcribe", "speech-to-text", "asr"
+    config_sections = ("asr",)
+    columns = ("language", "asr_confidence")
+    timing = ("asr_ms",)
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        """Whether a job with ``cfg`` runs this stage: unless ``asr.mode`` is ``never``."""
+        return cfg.asr.mode != "never"
+
+    @classmethod
+    def spec(cls, job: MediaJob) -> StageSpec | None:
+        """An actor pool (on CUDA when given GPUs); none when ``asr.mode`` is ``never``."""
+        cfg, r = job.cfg, job.cfg.resources
+        if not cls.enabled(cfg):
+            return None
+        return actor_spec(cls, job, (cfg.asr, job.segments, cfg.decode.sample_rate), {
+            "device": "cuda" if r.asr_gpus > 0 else "cpu", "threads": max(1, round(r.asr_cpus)),
+            "storage_options": options_for(cfg.asr.model, job.asr_storage_options)})
 
     def __init__(self, asr: AsrConfig, segments: SegmentsConfig, sample_rate: int, device: str = "cpu",
                  threads: int = 1, storage_options: dict | None = None):
@@ -88,20 +108,19 @@ class Transcribe:
             spans = self._speech_spans(transcript, start, end)
             if not spans:  # no speech in this stretch: scored as it is, without text
                 spans = windows(start, end, self.segments.max_segment_s)
-            planned = [[j, s, e, None, "", NO_TEXT] for j, (s, e) in enumerate(spans)]
+            planned = [[s, e, None, "", NO_TEXT] for s, e in spans]
         else:
             planned = json.loads(cuts)
         # The stretch's transcription and decode times, split over its segments by their seconds.
-        seconds = [e - s for _, s, e, *_ in planned]
+        seconds = [e - s for s, e, *_ in planned]
         asr_ms = apportion((time.perf_counter() - started) * 1000, seconds)
         decode_ms = apportion(row["decode_ms"] or 0.0, seconds)
         out = []
-        for k, (index, s, e, uid, text, source) in enumerate(planned):
+        for k, (s, e, uid, text, source) in enumerate(planned):
             piece = _slice(row, s, e, self.sample_rate)
-            piece.update(segment_index=index, utterance_id=uid, text=text, text_source=source, cuts="",
-                         asr_ms=float(asr_ms[k]), decode_ms=float(decode_ms[k]))
-            if cuts == SPEECH:
-                piece["segment_count"] = len(planned)
+            # The chunk's place among the job's rows (fv2es.pipeline.numbering): row k of the cut.
+            piece.update(chunk_row=k, chunk_rows=len(planned), utterance_id=uid, text=text, text_source=source,
+                         cuts="", asr_ms=float(asr_ms[k]), decode_ms=float(decode_ms[k]))
             if transcript is not None and needs_transcript(self.asr.mode, source):
                 _set_text(piece, transcript, _words_in(transcript, s, e))
             out.append(piece)
@@ -169,53 +188,6 @@ def _slice(row: dict, start: float, end: float, sample_rate: int) -> dict:
         "waveform_samples": int(b - a),
         "captions": captions_json([Segment(*c) for c in json.loads(row["captions"] or "[]")], start, end),
     }
-
-
-class SpeechNumbering:
-    """Driver side of cutting at speech: hold a video's rows until every chunk of it is in, then
-    number its segments over the whole video (``segment_index`` 0..n-1, ``segment_count`` n).
-
-    Rows not cut at speech (``chunk_index`` < 0) pass straight through.
-    """
-
-    def __init__(self):
-        self.pending: dict[str, list[pa.Table]] = {}  # by job id (a video can be several jobs)
-
-    def add(self, batch: pa.Table) -> list[pa.Table]:
-        """Tables ready for the output: ``batch``'s plain rows, and any video now complete."""
-        chunked = pc.greater_equal(batch.column("chunk_index"), 0)
-        ready = [batch.filter(pc.invert(chunked))]
-        held = batch.filter(chunked)
-        keys = held.column("job_id").to_pylist()
-        for key in dict.fromkeys(keys):
-            self.pending.setdefault(key, []).append(held.filter(pa.array([k == key for k in keys])))
-            table = pa.concat_tables(self.pending[key])
-            if _all_chunks_in(table):
-                del self.pending[key]
-                table = table.sort_by([("chunk_index", "ascending"), ("segment_index", "ascending")])
-                n = table.num_rows
-                table = table.set_column(table.schema.get_field_index("segment_index"), "segment_index",
-                                         pa.array(np.arange(n, dtype=np.int32)))
-                table = table.set_column(table.schema.get_field_index("segment_count"), "segment_count",
-                                         pa.array(np.full(n, n, dtype=np.int32)))
-                ready.append(table)
-        return [t for t in ready if t.num_rows]
-
-    def incomplete(self) -> list[str]:
-        """Jobs (their ids) with chunks still missing (empty after a full run)."""
-        return list(self.pending)
-
-
-def _all_chunks_in(table: pa.Table) -> bool:
-    chunks = table.column("chunk_index").to_pylist()
-    counts = table.column("segment_count").to_pylist()
-    total = table.column("chunk_count")[0].as_py()
-    seen: dict[int, int] = {}
-    expected: dict[int, int] = {}
-    for k, c in zip(chunks, counts):
-        seen[k] = seen.get(k, 0) + 1
-        expected[k] = c
-    return len(seen) == total and all(seen[k] == expected[k] for k in seen)
 
 
 def asr_summary(asr, utterances, examples: pa.Table) -> dict:

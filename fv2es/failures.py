@@ -1,4 +1,6 @@
-"""Failure kinds shared by every media stage.
+"""Failure kinds shared by every media stage and the readers under ``fv2es.data``.
+
+A leaf module (imports nothing), so ``fv2es.data`` and ``fv2es.media`` both stand on it.
 
 A bad input is a value, not a crash: stages catch :class:`MediaError` (and anything else a
 decoder raises) and turn it into a row with ``status`` set to one of the kinds below and
