@@ -14,6 +14,12 @@ reserve at most about three quarters of the CPUs, so decode and spectrogram task
 slot (an actor pool that takes every CPU leaves the tasks feeding it unscheduled and the job
 hangs). The model stage gets half of the CPUs and, on a machine of up to two cores, threads for
 every core: it is the bottleneck there, and the other stages use little CPU while it runs.
+
+Actor pools are elastic when the cluster can grow (``resources.max_cpus`` / ``max_gpus``, the
+autoscaler's ceiling): each pool starts at the size the cluster has room for now and may grow,
+actor by actor of the same shape, to its share of the ceiling (``<pool>_max_actors``). The shares
+are the same fractions at either end, so a pool at its largest still leaves the decode and write
+tasks their quarter; without a ceiling the pools stay fixed, as on a laptop.
 """
 
 from __future__ import annotations
@@ -112,6 +118,10 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, pools: Sequence[
     cpus = max(1.0, cpus)
     small = cpus <= 4
     values: dict = {}
+    now_gpus = int(gpus)
+    # A cluster that may gain GPUs is sized as one that has them: its GPU stages ask for one,
+    # which is what makes the autoscaler add a GPU node (the job waits for it).
+    gpus = max(gpus, getattr(r, "max_gpus", 0.0))
 
     def fill(name, value):
         if getattr(r, name) == (-1 if name.endswith("_gpus") else 0):
@@ -135,7 +145,7 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, pools: Sequence[
     side = (min(1.0, cpus / 8) if not small else min(0.25, cpus / 8)) * 2 / max(2, len(side_pools))
     if model:
         if gpu["model_gpus"] > 0:
-            fill("model_actors", max(1, whole_gpus))
+            fill("model_actors", max(1, now_gpus))
             fill("model_cpus", 1.0)
         else:
             fill("model_actors", max(1, int(heavy // 4)))
@@ -153,13 +163,26 @@ def size_resources(r, cpus: float, gpus: float, *, model: bool, pools: Sequence[
         fill("model_batch_size", CPU_BATCH_SEGMENTS)
         fill("model_batch_pieces", CPU_BATCH_PIECES)
         fill("model_batch_frames", CPU_BATCH_FRAMES)
-        fill("face_actors", max(1, whole_gpus) if gpu["face_gpus"] > 0 else max(1, int(heavy // 2)))
+        fill("face_actors", max(1, now_gpus) if gpu["face_gpus"] > 0 else max(1, int(heavy // 2)))
         fill("face_cpus", side if gpu["face_gpus"] > 0 else heavy / values.get("face_actors", r.face_actors))
     for p in side_pools:
-        fill(f"{p}_actors", max(1, whole_gpus) if gpu[f"{p}_gpus"] > 0 else max(1, round(cpus / 8)))
+        fill(f"{p}_actors", max(1, now_gpus) if gpu[f"{p}_gpus"] > 0 else max(1, round(cpus / 8)))
         fill(f"{p}_cpus", side)
     fill("decode_cpus", 0.25 if small else 0.5)  # fractional: several decodes beside the actors
-    return dataclasses.replace(r, **values)
+    sized = dataclasses.replace(r, **values)
+    every = (["model"] if model else []) + [p for p in pools if p not in side_pools] + side_pools
+    # GPU pools grow in sets of one actor each (a set: 0.5 + 0.25 + 0.25 of a GPU when sized here)
+    gpu_set = sum(getattr(sized, f"{p}_gpus") for p in every if getattr(sized, f"{p}_gpus") > 0)
+    ceiling = {}
+    for p in every:
+        if getattr(r, f"{p}_max_actors", None) != 0:  # set by the config, or a pool without the field
+            continue
+        actors = getattr(sized, f"{p}_actors")
+        if getattr(sized, f"{p}_gpus") > 0:  # as many sets as the ceiling's GPUs hold
+            ceiling[f"{p}_max_actors"] = max(actors, int(gpus / gpu_set + 1e-9))
+        else:  # the same share of the ceiling's CPUs, in actors of the same size
+            ceiling[f"{p}_max_actors"] = max(actors, int(actors * max(cpus, getattr(r, "max_cpus", 0.0)) / cpus + 1e-9))
+    return dataclasses.replace(sized, **ceiling)
 
 
 def decode_tasks(r, cpus: float, pools: Sequence[str] = ("face", "asr")) -> int:
@@ -168,8 +191,9 @@ def decode_tasks(r, cpus: float, pools: Sequence[str] = ("face", "asr")) -> int:
     The cap is also what keeps decoding a stage of its own: Ray Data fuses a task stage with no
     cap (or one equal to the pool's size) into the actor stage after it, where every decode would
     run one at a time inside that stage's actor (the speech-to-text or face actor)."""
+    cpus = max(cpus, getattr(r, "max_cpus", 0.0))  # a growing cluster decodes on its new nodes too
     tasks = max(2, int(max(1.0, cpus) / max(r.decode_cpus, 0.01) + 1e-9))
-    sizes = {getattr(r, f"{p}_actors") for p in pools}
+    sizes = {getattr(r, f"{p}_{k}", 0) for p in pools for k in ("actors", "max_actors")}
     while tasks in sizes:
         tasks += 1
     return tasks
@@ -182,12 +206,18 @@ def describe(r, cpus: float, gpus: float, *, model: bool, pools: Mapping[str, st
              f"decode tasks {r.decode_cpus:g} CPU (<= {decode_tasks(r, cpus, list(pools))} at once)"]
     for p, title in pools.items():
         actors, pool_cpus, pool_gpus = (getattr(r, f"{p}_{k}") for k in ("actors", "cpus", "gpus"))
-        parts.append(f"{title} {actors}x({pool_cpus:g} CPU{_gpu(pool_gpus)})")
+        parts.append(f"{title} {_count(actors, getattr(r, f'{p}_max_actors', 0))}x({pool_cpus:g} CPU{_gpu(pool_gpus)})")
     if model:
-        parts.append(f"model {r.model_actors}x({r.model_cpus:g} CPU{_gpu(r.model_gpus)}, {r.model_threads} threads, "
+        parts.append(f"model {_count(r.model_actors, r.model_max_actors)}x({r.model_cpus:g} CPU{_gpu(r.model_gpus)}, "
+                     f"{r.model_threads} threads, "
                      f"<= {r.model_batch_size} segments / {r.model_batch_pieces} pieces / "
                      f"{r.model_batch_frames} frames per forward)")
     return "; ".join(parts)
+
+
+def _count(actors: int, most: int) -> str:
+    """``2`` for a fixed pool, ``2-8`` for an elastic one."""
+    return f"{actors}-{most}" if most > actors else f"{actors}"
 
 
 def _gpu(share: float) -> str:

@@ -127,12 +127,18 @@ class ResourcesConfig:
     # videos share a pass up to it; a longer segment runs alone, its encoders in slices of it.
     model_batch_pieces: int = 0
     model_batch_frames: int = 0
+    # Elastic pools (README: Running on a cluster): the cluster at its largest; 0: as it is at the start
+    max_cpus: float = 0.0  # CPUs of the whole cluster at its largest (an autoscaler's ceiling)
+    max_gpus: float = 0.0  # GPUs likewise; > 0 with none at the start: the GPU stages ask for one
+    face_max_actors: int = 0  # most face actors; 0: sized from max_cpus / max_gpus
+    asr_max_actors: int = 0  # most speech-to-text actors; 0: likewise
+    model_max_actors: int = 0  # most model actors; 0: likewise
 
     def __post_init__(self):
         _positive(self, "chunk_s", "decode_timeout_s", "spectrogram_cpus", "face_batch_size", "asr_batch_size")
         for name in ("decode_cpus", "face_actors", "face_cpus", "asr_actors", "asr_cpus", "model_actors",
                      "model_cpus", "model_threads", "model_batch_size", "model_batch_pieces", "model_batch_frames", "decode_retries",
-                     "retry_backoff_s"):
+                     "retry_backoff_s", "max_cpus", "max_gpus", "face_max_actors", "asr_max_actors", "model_max_actors"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"resources.{name} must be >= 0 (0: sized from the cluster), "
                                   f"got {getattr(self, name)!r}")

@@ -5,6 +5,11 @@ and the per-epoch validation in training (:mod:`fv2es.train.loop`) all turn rows
 probabilities through a :class:`Predictor`, so a training metric and a score computed on the same
 utterance with the same weights cannot disagree. How logits become probabilities (sigmoid or
 softmax) and the decision thresholds come from the checkpoint's typed metadata.
+
+The model is an FV2ES checkpoint or the packaged default (:mod:`fv2es.models.packaged`, a
+``--checkpoint`` of None or ``packaged:...``): :meth:`Predictor.load` and :func:`read_model_info`
+take either. Beside the fused probabilities, :meth:`Predictor.predict_rows_by_modality` gives what
+each modality says alone, from the per-modality logits the late fusion fuses.
 """
 
 from __future__ import annotations
@@ -15,17 +20,62 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from fv2es.emotions import DEFAULT_THRESHOLD
-from fv2es.models.checkpoint import ACTIVATIONS, default_decision, load_checkpoint
+from fv2es.emotions import DEFAULT_THRESHOLD, MODALITY_NAMES
+from fv2es.models.checkpoint import ACTIVATIONS, default_decision, load_checkpoint, read_checkpoint_info
 from fv2es.models.inputs import Collate, ModelInputs
-from fv2es.pipeline.packing import unpack_faces, unpack_pieces
+from fv2es.models.packaged import PackagedCollate, PackagedModel, is_packaged, packaged_info
+from fv2es.pipeline.packing import unpack, unpack_faces, unpack_pieces
 
 
 def samples_from_rows(rows: Sequence[dict]) -> list[dict]:
-    """Example or segment rows (transcript, packed face crops and spectrogram pieces) -> the
-    per-utterance samples :class:`~fv2es.models.inputs.Collate` takes."""
-    return [{"text": r["text"], "faces": unpack_faces(r["faces"]), "pieces": unpack_pieces(r["pieces"])}
+    """Example or segment rows (transcript, packed face crops and spectrogram pieces, and the
+    per-frame ``face_mask`` where the row has one) -> the per-utterance samples
+    :class:`~fv2es.models.inputs.Collate` takes (it ignores the mask; the packaged model's uses it)."""
+    return [{"text": r["text"], "faces": unpack_faces(r["faces"]), "pieces": unpack_pieces(r["pieces"]),
+             **({"face_mask": unpack(r["face_mask"], (), np.uint8)} if r.get("face_mask") is not None else {})}
             for r in rows]
+
+
+def read_model_info(uri: str | None, storage_options: dict | None = None):
+    """What the model ``uri`` names says about itself (a :class:`~fv2es.models.checkpoint.CheckpointInfo`),
+    without building it: the packaged default for None or ``packaged:...``, else the checkpoint's."""
+    if is_packaged(uri):
+        return packaged_info()
+    return read_checkpoint_info(uri, storage_options)
+
+
+def fusion_weights(uri: str | None, info, storage_options: dict | None = None) -> dict:
+    """How the model fuses its modalities, for the score tables' metadata (``fv2es.fusion_weights``):
+    ``{"rule": ..., "weights": {modality name: weight}}``. An FV2ES checkpoint with weighted fusion
+    gives its learned weights (read from the file's ``fusion.weight`` tensor, nothing built)."""
+    names = [MODALITY_NAMES[m] for m in info.config.fusion_order]
+    if is_packaged(uri):
+        return {"rule": "mean of the present modalities' probabilities", "weights": {n: 1 / len(names) for n in names}}
+    if len(names) > 1 and info.config.fusion == "weighted":
+        name = "weighted_fusion.weight" if getattr(info.config, "hand_crafted", False) else "fusion.weight"  # seed names
+        w = _read_tensor(uri, name, storage_options).reshape(-1).tolist()
+        return {"rule": "weighted sum of the present modalities' logits (an absent one adds 0)",
+                "weights": dict(zip(names, w))}
+    return {"rule": "mean of the present modalities' logits", "weights": {n: 1 / len(names) for n in names}}
+
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+def _read_tensor(uri: str, name: str, storage_options: dict | None) -> torch.Tensor:
+    """One tensor of a safetensors file at fsspec ``uri``, reading its header and that tensor only."""
+    import json
+    import struct
+
+    import fsspec
+
+    with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        entry = json.loads(f.read(length))[name]
+        start, end = entry["data_offsets"]
+        f.seek(8 + length + start)
+        data = bytearray(f.read(end - start))
+    return torch.frombuffer(data, dtype=_DTYPES[entry["dtype"]]).reshape(entry["shape"]).float()
 
 
 class Predictor:
@@ -57,6 +107,10 @@ class Predictor:
             raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.emotions)} emotions")
         self.device = torch.device(device)
         self.dtype = dtype
+        if collate is None and getattr(config, "hand_crafted", False):  # the seed's baselines
+            from fv2es.models.handcrafted import model_collate
+
+            collate = model_collate(config)
         self.collate = collate or Collate(config.text_model, config.text_max_len)
         self.slices = {"audio": max_pieces, "visual": max_frames}
 
@@ -70,6 +124,30 @@ class Predictor:
                         device=device, dtype=dtype, model_id=ckpt.model_id, max_pieces=max_pieces, max_frames=max_frames)
         predictor.decision = ckpt.decision
         return predictor
+
+    @classmethod
+    def packaged(cls, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Predictor:
+        """The packaged default model (:mod:`fv2es.models.packaged`) on ``device``: softmax, argmax."""
+        info = packaged_info()
+        model = PackagedModel(info.config).eval().to(device)
+        return cls(model, info.config, activation="softmax", device=device, dtype=dtype, model_id=info.model_id,
+                   collate=PackagedCollate(info.config))
+
+    @classmethod
+    def load(cls, uri: str | None, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+             storage_options: dict | None = None, max_pieces: int | None = None,
+             max_frames: int | None = None) -> Predictor:
+        """The packaged model when ``uri`` is None or ``packaged:...``
+        (:data:`fv2es.models.packaged.PACKAGED_URI`), else :meth:`from_checkpoint`."""
+        if is_packaged(uri):
+            return cls.packaged(device=device, dtype=dtype)
+        return cls.from_checkpoint(uri, device=device, dtype=dtype, storage_options=storage_options,
+                                   max_pieces=max_pieces, max_frames=max_frames)
+
+    @property
+    def modality_names(self) -> list[str]:
+        """The names (``text``, ``face``, ``voice``) of the model's modalities, in fusion order."""
+        return [MODALITY_NAMES[m] for m in self.config.fusion_order]
 
     @property
     def single_label(self) -> bool:
@@ -87,12 +165,32 @@ class Predictor:
         """``(B, E)`` float32 probabilities of a collated batch."""
         with torch.inference_mode(), self._autocast(), _sliced(self.model, self.slices):
             logits = self.model(inputs.to(self.device)).float()
-        probs = torch.softmax(logits, -1) if self.single_label else torch.sigmoid(logits)
-        return probs.cpu().numpy()
+        return self._activate(logits, -1).cpu().numpy()
+
+    def _activate(self, logits: torch.Tensor, dim: int) -> torch.Tensor:
+        return torch.softmax(logits, dim) if self.single_label else torch.sigmoid(logits)
 
     def predict_rows(self, rows: Sequence[dict]) -> np.ndarray:
         """``(B, E)`` float32 probabilities of example or segment rows (see :func:`samples_from_rows`)."""
         return self.probabilities(self.collate(samples_from_rows(rows)))
+
+    def predict_rows_by_modality(self, rows: Sequence[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The fused ``(B, E)`` probabilities of ``rows`` (the same as :meth:`predict_rows`) and, per
+        modality of the model (by name: ``text``, ``face``, ``voice``), what it says alone: its own
+        logits through the model's activation, ``(B, E)`` float32, NaN rows where the segment
+        lacks it. One forward pass gives both."""
+        x = self.collate(samples_from_rows(rows))
+        with torch.inference_mode(), self._autocast(), _sliced(self.model, self.slices):
+            logits, present = self.model.modality_logits(x.to(self.device))
+            fused = self.model.fuse(logits, present).float()
+        probs = self._activate(logits.float(), 1).cpu().numpy()  # (B, E, M)
+        present = present.cpu().numpy()
+        alone = {}
+        for j, name in enumerate(self.modality_names):
+            p = probs[..., j].astype(np.float32)
+            p[~present[:, j]] = np.nan
+            alone[name] = p
+        return self._activate(fused, -1).cpu().numpy(), alone
 
     def decide(self, probs: np.ndarray) -> list[list[str]]:
         """The emotions predicted for each row of ``probs``: with the ``argmax`` decision (a softmax

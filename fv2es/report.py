@@ -3,14 +3,19 @@
 The page (``index.html``) is self-contained apart from the PNGs written beside it: inline CSS,
 ``<img>`` tags and tables, every piece of text from the data HTML-escaped. The charts are drawn
 by :mod:`fv2es.charts`; the data is read through the owners of the formats: the scoring output
-through :class:`~fv2es.score.output.ScoreOutput`, the shards through :mod:`fv2es.train.evaluate`.
+through :func:`fv2es.score.overview.read_overview` (over :class:`~fv2es.score.output.ScoreOutput`), the shards through :mod:`fv2es.train.evaluate`.
 
 * A scoring output (``segments/*.parquet``, ``videos.parquet``, ``_SUCCESS``; any fsspec URI):
-  summary counts, the distribution of dominant emotions, when something failed the videos and
-  segments per status with the first failed videos and their errors, emotion timelines of the
-  first videos (HTML, :mod:`fv2es.timeline`: each segment a span over its time, with what was
-  said in it), and a sortable, paged table of every video; with a labelled manifest
-  (``labels_uri``) the true labels beside the predictions.
+  summary counts, the distribution of dominant emotions, the mean probability of each emotion
+  fused and per modality, when something failed the videos and segments per status with the
+  first failed videos and their errors, emotion timelines of a bounded selection of videos
+  (:data:`MAX_TIMELINES`, the first by name or the top by a column the user names; HTML,
+  :mod:`fv2es.timeline`: each segment a span over its time, with what was said in it), and a
+  sortable, paged table of at most :data:`TABLE_ROWS` videos in the same order, with the total
+  and the Parquet file to query for the rest; with a labelled manifest (``labels_uri``) the true
+  labels beside the predictions. Its size does not grow with the archive: the whole-output
+  figures come from ``videos.parquet`` and the segments' status column read a part at a time,
+  and only the selected videos' segment rows are read.
 * A training run folder (``metrics.jsonl``, ``best.safetensors``): learning curves with the best
   epoch marked, per-epoch and per-emotion tables, and with a preprocess output (``data_uri``) the
   test confusion matrix of ``best.safetensors``.
@@ -19,7 +24,6 @@ through :class:`~fv2es.score.output.ScoreOutput`, the shards through :mod:`fv2es
 from __future__ import annotations
 
 import html
-import json
 import os
 import time
 from pathlib import Path
@@ -39,20 +43,18 @@ from fv2es.charts import (
     plot_dominant,
     plot_statuses,
 )
-from fv2es.emotions import emotions_of_columns, prob_column
+from fv2es.emotions import MODALITY_NAMES, prob_column
 from fv2es.errors import InputError
-from fv2es.score.output import ScoreOutput
-from fv2es.score.summary import summarize_videos
+from fv2es.score.overview import read_overview
 from fv2es.storage import StorageError, options_for, redact_uri
 from fv2es.timeline import CSS as TIMELINE_CSS
 from fv2es.timeline import emotion_name, legend, segment_table, timeline
 from fv2es.train.run import RunFolder
 
-MAX_TIMELINES = 12  # timelines drawn (the first videos by name)
+MAX_TIMELINES = 12  # timelines drawn: the first videos by name, or the top ones by --sort-by
 MAX_FAILED_ROWS = 10  # failed videos listed with their errors
-PAGE_ROWS = 50  # rows per page of the videos table (every video is in it; the page script pages them)
-SEGMENT_COLUMNS = {"video_uri", "speaker_side", "segment_index", "utterance_id", "start", "end", "video_duration_s",
-                   "text", "top_emotion", "status", "error", "model_id"}
+PAGE_ROWS = 50  # rows per page of the videos table (the page script pages them)
+TABLE_ROWS = 1000  # videos in the table at most (~200 bytes each); the page names the file with every one
 
 
 # --- HTML pieces -------------------------------------------------------------------------------
@@ -140,32 +142,14 @@ def check_writable_folder(path, what: str = "output", advice: str = "choose an o
 
 # --- scoring output ----------------------------------------------------------------------------
 
-def _read_scores(uri: str, storage_options: dict | None) -> dict:
-    output = ScoreOutput(uri, options_for(uri, storage_options))
-    schema = output.segment_schema()
-    if schema is None:
-        raise InputError(f"{uri}: no segments/*.parquet; is this an `fv2es score` output?")
-    # What the charts and tables use (and summarize_videos needs): not the timings or counts.
-    probs = {prob_column(e) for e in emotions_of_columns(schema.names)}
-    segments = output.read_segments([c for c in schema.names if c in SEGMENT_COLUMNS or c in probs])
-    meta = output.metadata_of_parts()
-    emotions = (json.loads(meta["fv2es.emotions"]) if "fv2es.emotions" in meta
-                else emotions_of_columns(segments.column_names))
-    videos = output.read_videos()
-    if videos is None:  # an interrupted run: summarise what was committed, as the job itself would
-        videos = summarize_videos(segments, emotions)
-    return {"segments": segments, "videos": videos.sort_by("video_uri"), "success": output.success(),
-            "emotions": emotions, "meta": meta}
-
-
 def read_labels(uri: str, storage_options: dict | None = None) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """The true labels of a manifest (CSV / JSONL / Parquet with ``video_uri`` and ``label`` or
     ``labels``): per video, its rows' labels, the longest-labelled first; and per utterance id."""
-    from fv2es.data.manifest import read_manifest
+    from fv2es.data.manifest import iter_manifest
 
     per_video: dict[str, dict[str, float]] = {}
     per_utterance: dict[str, list[str]] = {}
-    for u in read_manifest(uri, storage_options=options_for(uri, storage_options)):
+    for u in iter_manifest(uri, storage_options=options_for(uri, storage_options)):
         if not u.labels:
             continue
         length = (u.end - u.start) if u.start is not None and u.end is not None else 1.0
@@ -177,33 +161,31 @@ def read_labels(uri: str, storage_options: dict | None = None) -> tuple[dict[str
     return videos, per_utterance
 
 
-def _root(uris: list[str]) -> str:
-    """The folder all ``uris`` share (``s3://bucket/videos/``), so the tables can name them by the rest."""
-    folders = [u.rsplit("/", 1)[0].split("/") for u in uris if "/" in u]
-    if not folders or len(folders) < len(uris):
+def _root(uris) -> str:
+    """The folder all ``uris`` (a string column) share (``s3://bucket/videos/``), so the tables
+    can name them by the rest: the common prefix of the first and last name in order, cut at a
+    ``/`` (no Python pass over the names)."""
+    uris = pa.chunked_array([uris]) if isinstance(uris, pa.Array) else uris
+    if not len(uris) or uris.null_count or not pc.all(pc.match_substring(uris, "/")).as_py():
         return ""
-    common = folders[0]
-    for f in folders[1:]:
-        n = 0
-        while n < min(len(common), len(f)) and common[n] == f[n]:
-            n += 1
-        common = common[:n]
-    return "/".join(common) + "/" if common else ""
+    bounds = pc.min_max(uris).as_py()
+    common = os.path.commonprefix([bounds["min"], bounds["max"]])
+    return common[: common.rfind("/") + 1] if "/" in common else ""
 
 
-def _timelines(segments: pa.Table, emotions: list[str], root: str, true: dict | None,
-               by_utterance: dict | None) -> tuple[list[str], dict, int]:
-    """HTML timelines of the first videos (by name) with a scored segment; returns them, the
-    anchor of each drawn (video, side), and how many videos have scored segments."""
-    rows = segments.to_pylist()
+def _timelines(segments: pa.Table, chosen: list[str], emotions: list[str], root: str, true: dict | None,
+               by_utterance: dict | None) -> tuple[list[str], dict]:
+    """HTML timelines of the ``chosen`` videos (in that order; each speaker side its own) from
+    their segment rows; returns them and the anchor of each drawn (video, side)."""
     by_key: dict[tuple, list[dict]] = {}
-    for r in rows:
+    for r in segments.to_pylist():
         by_key.setdefault((r["video_uri"], r.get("speaker_side")), []).append(r)
+    rank = {uri: i for i, uri in enumerate(chosen)}
     scored = sorted((k for k, rs in by_key.items() if any(r["status"] == "ok" for r in rs)),
-                    key=lambda k: (k[0], k[1] or ""))
+                    key=lambda k: (rank.get(k[0], len(rank)), k[1] or ""))
     figures, anchors = [], {}
     for n, (uri, side) in enumerate(scored[:MAX_TIMELINES]):
-        seg = by_key[(uri, side)]
+        seg = sorted(by_key[(uri, side)], key=lambda r: r.get("segment_index") or 0)
         duration = next((r["video_duration_s"] for r in seg if r.get("video_duration_s") is not None), None)
         name = uri[len(root):] + (f" ({side} speaker)" if side else "")
         ok = sum(r["status"] == "ok" for r in seg)
@@ -215,7 +197,7 @@ def _timelines(segments: pa.Table, emotions: list[str], root: str, true: dict | 
         figures.append(f'<figure class=timeline id="tl-{n}" data-video="{_esc(uri)}"><figcaption title="{_esc(uri)}">'
                        f"{caption}</figcaption>{timeline(seg, emotions, duration)}"
                        f"{segment_table(seg, emotions, by_utterance)}</figure>")
-    return figures, anchors, len(scored)
+    return figures, anchors
 
 
 def _round(value: float | None, digits: int) -> str | None:
@@ -223,8 +205,8 @@ def _round(value: float | None, digits: int) -> str | None:
 
 
 def _videos_table(videos: pa.Table, root: str, true: dict | None, anchors: dict) -> str:
-    """Every video: name (relative to ``root``), duration, segments, [true labels], dominant emotion
-    and its mean probability, status; sortable, a page at a time."""
+    """The videos of ``videos`` (the capped rows): name (relative to ``root``), duration, segments,
+    [true labels], dominant emotion and its mean probability, status; sortable, a page at a time."""
     head = ["video", "duration (s)", "segments ok", *(["true label"] if true is not None else []), "dominant",
             "mean probability", "status"]
     body = []
@@ -252,21 +234,24 @@ def _videos_table(videos: pa.Table, root: str, true: dict | None, anchors: dict)
 
 
 def scores_section(out: Path, scores_uri: str, storage_options: dict | None = None,
-                   labels_uri: str | None = None) -> str:
+                   labels_uri: str | None = None, sort_by: str | None = None, top: int = MAX_TIMELINES) -> str:
     """Draw the scoring output's charts into ``out``; returns the HTML section. ``labels_uri``, a
-    manifest with labels, adds the true labels."""
-    s = _read_scores(scores_uri, storage_options)
+    manifest with labels, adds the true labels; ``sort_by`` (a column of ``videos.parquet``, e.g.
+    ``prob_sad``) picks the videos drawn and listed first, largest first (else by name); ``top``
+    how many timelines (at most :data:`MAX_TIMELINES`)."""
+    s = read_overview(scores_uri, storage_options, sort_by, min(top, MAX_TIMELINES))
     segments, videos, emotions, success = s["segments"], s["videos"], s["emotions"], s["success"]
     true, by_utterance = read_labels(labels_uri, storage_options) if labels_uri else (None, None)
-    root = _root(videos["video_uri"].to_pylist())
+    root = _root(videos["video_uri"])
     parts = [f"<section id=scores><h2>Scoring output <code>{_esc(scores_uri)}</code></h2>"]
     if success is None:
         parts.append("<p class=warn>No <code>_SUCCESS</code>: this output is incomplete (a run still going or "
                      "interrupted). Figures show the videos committed so far.</p>")
-    statuses, seg_statuses = videos["status"].to_pylist(), segments["status"].to_pylist()
-    counts = success or {"videos": videos.num_rows, "videos_ok": statuses.count("ok"),
-                         "videos_failed": videos.num_rows - statuses.count("ok"), "segments": segments.num_rows,
-                         "segments_ok": seg_statuses.count("ok")}
+    statuses = {r["values"]: r["counts"] for r in pc.value_counts(videos["status"]).to_pylist()}
+    seg_statuses = s["statuses"]
+    ok = statuses.get("ok", 0)
+    counts = success or {"videos": videos.num_rows, "videos_ok": ok, "videos_failed": videos.num_rows - ok,
+                         "segments": sum(seg_statuses.values()), "segments_ok": seg_statuses.get("ok", 0)}
     summary = [[k.replace("_", " "), v] for k, v in counts.items()]
     summary += [["scored seconds", round(float(pc.sum(videos["scored_seconds"]).as_py() or 0.0), 1)],
                 ["videos under", root or "(various)"],
@@ -275,45 +260,76 @@ def scores_section(out: Path, scores_uri: str, storage_options: dict | None = No
     if "model_id" not in counts:
         summary.append(["model id", s["meta"].get("fv2es.model_id", "")])
     if true is not None:
-        labelled = [(r["dominant_emotion"], true[r["video_uri"]]) for r in videos.to_pylist() if r["video_uri"] in true]
+        labelled = [(d, true[v]) for v, d in zip(videos["video_uri"].to_pylist(), videos["dominant_emotion"].to_pylist())
+                    if v in true]
         agree = sum(d is not None and d == labels[0] for d, labels in labelled)
         summary.append(["dominant emotion = true label", f"{agree} of {len(labelled)} labelled videos"])
     parts += ["<h3>Summary</h3>", _table(["", "value"], summary)]
 
-    plot_dominant(videos, emotions, out / "dominant_emotions.png")
+    plot_dominant(videos.select(["dominant_emotion"]), emotions, out / "dominant_emotions.png")
     parts += ["<h3>Dominant emotions</h3>",
-              _img("dominant_emotions.png", DOMINANT_PX, f"{statuses.count('ok')} scored videos by dominant "
-                   f"emotion (failed videos, which have none: {len(statuses) - statuses.count('ok')})")]
+              _img("dominant_emotions.png", DOMINANT_PX, f"{ok} scored videos by dominant "
+                   f"emotion (failed videos, which have none: {videos.num_rows - ok})"),
+              _modality_means(videos, emotions)]
     parts.append("<h3>Failures</h3>")
-    kinds = sorted(set(statuses + seg_statuses) - {"ok"})
+    kinds = sorted((set(statuses) | set(seg_statuses)) - {"ok"})
     if kinds:  # the chart and tables only when something failed
-        plot_statuses(videos, segments, out / "statuses.png")
+        plot_statuses(videos.select(["status"]), _status_column(seg_statuses), out / "statuses.png")
         parts += [_img("statuses.png", STATUS_PX, "videos (a video fails when none of its segments is ok) and "
                        "segments per status"),
                   _table(["failure kind", "videos", "segments"],
-                         [[k, statuses.count(k), seg_statuses.count(k)] for k in kinds])]
-    failed = [r for r in videos.to_pylist() if r["status"] != "ok"]
-    if failed:
-        rows = [[r["video_uri"][len(root):], r["status"], r["error"]] for r in failed[:MAX_FAILED_ROWS]]
-        more = f" (first {MAX_FAILED_ROWS} of {len(failed)})" if len(failed) > MAX_FAILED_ROWS else ""
+                         [[k, statuses.get(k, 0), seg_statuses.get(k, 0)] for k in kinds])]
+    failed_count = videos.num_rows - ok
+    if failed_count:
+        failed = videos.filter(pc.not_equal(videos["status"], "ok")).slice(0, MAX_FAILED_ROWS)
+        rows = [[r["video_uri"][len(root):], r["status"], r["error"]]
+                for r in failed.select(["video_uri", "status", "error"]).to_pylist()]
+        more = f" (first {MAX_FAILED_ROWS} of {failed_count})" if failed_count > MAX_FAILED_ROWS else ""
         parts += [f"<p>Failed videos{more}:</p>", _table(["video", "status", "error"], rows)]
     elif kinds:
         parts.append("<p>No failed videos (some segments failed; see the timelines).</p>")
     else:
         parts.append("<p>No failed videos or segments.</p>")
 
-    figures, anchors, total = _timelines(segments, emotions, root, true, by_utterance)
+    figures, anchors = _timelines(segments, s["chosen"], emotions, root, true, by_utterance)
+    chosen_by = f"largest {sort_by} first" if sort_by else "by name"
     parts += ["<h3>Emotion timelines</h3>",
-              f"<p>The first {len(figures)} of {total} videos with scored segments, by name. Each segment is a "
-              "span over its time (the axis is the whole video); a bar's height is the emotion's probability; "
-              "hatched: a failed segment; empty: time not scored (pauses between utterances). Under the bars, "
-              "what was said in each segment.</p>",
+              f"<p>The first {len(figures)} of {s['scored']} videos with scored segments, {_esc(chosen_by)}. Each "
+              "segment is a span over its time (the axis is the whole video); a bar's height is the emotion's "
+              "probability; hatched: a failed segment; empty: time not scored (pauses between utterances). Under "
+              "the bars, what was said in each segment.</p>",
               legend(emotions), "<div class=grid>", *figures, "</div>"]
+    shown = videos.slice(0, TABLE_ROWS)
+    capped = (f" The first {shown.num_rows} of {videos.num_rows} videos, {_esc(chosen_by)}; every video is in "
+              f"<code>{_esc(s['videos_uri'])}</code> (query it with any Parquet reader)."
+              if videos.num_rows > shown.num_rows else "")
     parts += [f"<h3>Videos ({videos.num_rows})</h3>",
-              "<p>Click a column to sort" + (f"; {PAGE_ROWS} a page" if videos.num_rows > PAGE_ROWS else "")
-              + (". A true label in red is not the dominant emotion" if true is not None else "") + ".</p>",
-              _videos_table(videos, root, true, anchors)]
+              "<p>Click a column to sort" + (f"; {PAGE_ROWS} a page" if shown.num_rows > PAGE_ROWS else "")
+              + (". A true label in red is not the dominant emotion" if true is not None else "") + "." + capped
+              + "</p>", _videos_table(shown, root, true, anchors)]
     return "\n".join(parts) + "</section>"
+
+
+def _modality_means(videos: pa.Table, emotions: list[str]) -> str:
+    """A table of each emotion's mean probability over the scored videos, fused and per modality
+    (the modalities the output has a column of)."""
+    modalities = [m for m in MODALITY_NAMES.values() if any(prob_column(e, m) in videos.column_names for e in emotions)]
+    if not modalities:
+        return ""
+    scored = videos.filter(pc.greater(videos["segments_ok"], 0))
+
+    def mean(column):
+        return pc.mean(scored[column]).as_py() if column in scored.column_names else None
+
+    rows = [[emotion_name(e), mean(prob_column(e)), *[mean(prob_column(e, m)) for m in modalities]] for e in emotions]
+    return ("<p>Mean probability over the scored videos, fused and as each modality says alone (blank: the "
+            "modality is absent):</p>" + _table(["emotion", "fused", *modalities], rows))
+
+
+def _status_column(counts: dict[str, int]) -> pa.Table:
+    """A ``status`` column holding each status its count of times (what the status chart counts)."""
+    return pa.table({"status": pa.array(np.repeat(np.array(list(counts) or [""], dtype=object),
+                                                  list(counts.values()) or [0]), pa.string())})
 
 
 # --- training run ------------------------------------------------------------------------------
@@ -364,12 +380,13 @@ def _confusion_html(out: Path, run_uri: str, best: int, data_uri: str, storage_o
 
 def write_report(output_dir, scores_uri: str | None = None, run_uri: str | None = None,
                  data_uri: str | None = None, storage_options: dict | None = None,
-                 labels_uri: str | None = None) -> Path:
+                 labels_uri: str | None = None, sort_by: str | None = None, top: int = MAX_TIMELINES) -> Path:
     """Write ``index.html`` and its PNGs into the local folder ``output_dir``; returns the page's path.
 
     ``scores_uri`` is an ``fv2es score`` output, ``run_uri`` an ``fv2es train`` run folder (at least
     one is required); ``data_uri`` (an ``fv2es preprocess`` output) adds the run's test confusion
-    matrix; ``labels_uri`` (a manifest with labels) the true labels of the scored videos.
+    matrix; ``labels_uri`` (a manifest with labels) the true labels of the scored videos;
+    ``sort_by`` / ``top`` choose the videos drawn and listed first (:func:`scores_section`).
     ``storage_options`` apply to remote (e.g. ``s3://``) URIs. A folder that cannot be written
     fails first (:func:`check_writable_folder`), before anything is read.
     """
@@ -382,7 +399,7 @@ def write_report(output_dir, scores_uri: str | None = None, run_uri: str | None 
     out = check_writable_folder(output_dir)
     sections = []
     if scores_uri:
-        sections.append(scores_section(out, scores_uri, storage_options, labels_uri))
+        sections.append(scores_section(out, scores_uri, storage_options, labels_uri, sort_by, top))
     if run_uri:
         sections.append(run_section(out, run_uri, data_uri, storage_options))
     sources = " · ".join(f"{k} <code>{_esc(v)}</code>" for k, v in

@@ -3,8 +3,9 @@ own time on an axis from 0 to the end of the video.
 
 One row per emotion (its full name, :data:`fv2es.emotions.EMOTION_NAMES`): a bar across the
 segment, as high as its probability, so a video reads as a step chart per emotion. Above them the
-most probable emotion of each segment; below them what was said in it (its transcript), then the
-time axis. Failed segments are hatched across the top row; time no segment covers (pauses between
+most probable emotion of each segment and, under it, the modality that drove it (see
+:func:`driving_modality`; shown when the rows carry per-modality columns); below them what was
+said in it (its transcript), then the time axis. Failed segments are hatched across the top row; time no segment covers (pauses between
 utterances are not scored) stays empty. Every span carries ``data-start`` / ``data-end`` (seconds)
 and a tooltip with the numbers; a folded table lists the segments in full.
 """
@@ -17,7 +18,7 @@ import math
 from matplotlib.colors import to_hex
 
 from fv2es.charts import emotion_colors
-from fv2es.emotions import EMOTION_NAMES, prob_column
+from fv2es.emotions import EMOTION_NAMES, MODALITY_NAMES, prob_column
 
 CSS = """
 .tl{display:grid;grid-template-columns:96px 1fr;row-gap:2px;font-size:12px;margin:.4em 0}
@@ -27,6 +28,7 @@ CSS = """
 .tl .track.top{height:18px}.tl .track.axis{height:16px;background:none;border-top:1px solid #999}
 .tl .seg{position:absolute;bottom:0;box-sizing:border-box;border-right:1px solid #fff;overflow:hidden}
 .tl .top .seg{top:0;color:#fff;font-size:11px;line-height:18px;padding-left:3px;white-space:nowrap;text-overflow:ellipsis}
+.tl .drv .seg{color:#fff}
 .tl .seg.failed{background:repeating-linear-gradient(45deg,#d62728 0 3px,#fbe3e3 3px 7px);top:0}
 .tl .val{position:absolute;bottom:1px;padding-left:3px;font-size:10px;line-height:12px;color:#111;z-index:1;
   text-shadow:0 0 2px #fff,0 0 2px #fff,0 0 1px #fff;pointer-events:none;white-space:nowrap}
@@ -41,6 +43,8 @@ CSS = """
 figure.timeline{margin:.6em 0 1.4em}figure.timeline figcaption{font-size:13px;color:#333}
 details.segs{font-size:12px}details.segs table{font-size:12px}
 """
+
+MODALITY_COLORS = {"text": "#4e79a7", "face": "#f28e2b", "voice": "#59a14f"}
 
 _STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
@@ -70,6 +74,17 @@ def _time(seconds: float) -> str:
     hours, minutes = divmod(int(minutes), 60)
     sec_text = f"{int(sec):02d}" if sec == int(sec) or hours else f"{sec:04.1f}"
     return f"{hours}:{minutes:02d}:{sec_text}" if hours else f"{minutes}:{sec_text}"
+
+
+def driving_modality(segment: dict, emotion: str) -> tuple[str | None, dict[str, float]]:
+    """Which modality drove ``segment``'s top ``emotion``: the one whose own probability of that
+    emotion (``prob_<modality>_<emotion>``) is highest, and each present modality's probability of
+    it. (None, {}) when the row carries no per-modality probability (an older output, or a model
+    that gives none). The rule compares what each modality says alone, so it reads the same for
+    a sigmoid, a softmax and the packaged model, whatever the fusion's weights."""
+    said = {m: segment.get(prob_column(emotion, m)) for m in MODALITY_NAMES.values()}
+    said = {m: float(p) for m, p in said.items() if p is not None and p == p}  # p == p: not NaN
+    return (max(said, key=said.get) if said else None), said
 
 
 def legend(emotions) -> str:
@@ -110,7 +125,7 @@ def timeline(segments: list[dict], emotions: list[str], duration: float | None) 
 
     top = []
     for s in ok:
-        e = s.get("top_emotion") or max(emotions, key=lambda x: s.get(prob_column(x)) or 0.0)
+        e = _top(s, emotions)
         p = s.get(prob_column(e))
         top.append(_span("seg", s["start"], s["end"], duration, f"background:{colors.get(e, '#888')}",
                          f"{_time(s['start'])} to {_time(s['end'])}: {emotion_name(e)}"
@@ -122,6 +137,10 @@ def timeline(segments: list[dict], emotions: list[str], duration: float | None) 
                          title=f"{_time(s['start'])} to {_time(end)}: {s['status']}: {s.get('error') or ''}",
                          extra=f' data-status="{_esc(s["status"])}"'))
     lines = [f'<div class=lab>most probable</div><div class="track top">{"".join(top)}</div>']
+    drivers = _drivers(ok, emotions, duration)
+    if drivers:
+        lines.append(f'<div class=lab title="the modality whose own probability of the top emotion is highest">'
+                     f'driven by</div><div class="track top drv">{drivers}</div>')
 
     few = len(ok) <= 12  # the numbers are written on the bars when there are few (and wide) ones
     for e in emotions:
@@ -145,6 +164,25 @@ def timeline(segments: list[dict], emotions: list[str], duration: float | None) 
     ticks += f'<span class=end style="left:100%">{_time(duration)}</span>'  # the end of the video
     lines.append(f"<div class=lab></div><div class=\"track axis\">{ticks}</div>")
     return f'<div class=tl data-duration="{_num(duration)}">{"".join(lines)}</div>'
+
+
+def _top(segment: dict, emotions: list[str]) -> str:
+    return segment.get("top_emotion") or max(emotions, key=lambda x: segment.get(prob_column(x)) or 0.0)
+
+
+def _drivers(ok: list[dict], emotions: list[str], duration: float) -> str:
+    """The "driven by" track: per scored segment, the modality that drove its top emotion."""
+    spans = []
+    for s in ok:
+        e = _top(s, emotions)
+        m, said = driving_modality(s, e)
+        if m is None:
+            continue
+        each = ", ".join(f"{k} {p:.2f}" for k, p in said.items())
+        spans.append(_span("seg", s["start"], s["end"], duration, f"background:{MODALITY_COLORS[m]}",
+                           f"{emotion_name(e)} driven by {m} ({emotion_name(e)} alone: {each})", _esc(m),
+                           f' data-modality="{m}"'))
+    return "".join(spans)
 
 
 def _said(rows: list[dict], duration: float) -> str:
@@ -175,13 +213,14 @@ def segment_table(segments: list[dict], emotions: list[str], labels: dict[str, l
     """A folded table of the video's segments: time, status, most probable emotion (and the true
     labels of the manifest's utterance, when known), the transcript."""
     rows = sorted(segments, key=lambda s: (s.get("start") is None, s.get("start") or 0.0))
-    head = ["start", "end", "status", "most probable", *(["true"] if labels else []), "said"]
+    head = ["start", "end", "status", "most probable", "driven by", *(["true"] if labels else []), "said"]
     body = []
     for s in rows:
         e = s.get("top_emotion")
         cells = [_num(s["start"]) if s.get("start") is not None else "", _num(s["end"]) if s.get("end") is not None
                  else "", s["status"] if s["status"] == "ok" else f"{s['status']}: {s.get('error') or ''}",
-                 f"{emotion_name(e)} {s.get(prob_column(e)):.2f}" if e and s.get(prob_column(e)) is not None else ""]
+                 f"{emotion_name(e)} {s.get(prob_column(e)):.2f}" if e and s.get(prob_column(e)) is not None else "",
+                 (driving_modality(s, e)[0] or "") if e else ""]
         if labels:
             cells.append(", ".join(emotion_name(x) for x in labels.get(s.get("utterance_id") or "", [])))
         cells.append(s.get("text") or "")

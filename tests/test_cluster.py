@@ -345,6 +345,7 @@ def test_this_checkout_uploads_as_a_small_package_with_the_jobs(tmp_path):
 # -- a real job on a real two-node cluster ----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 @pytest.mark.timeout(900)
 def test_score_job_submitted_to_a_two_node_cluster_with_token_auth(tmp_path_factory):

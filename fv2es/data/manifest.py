@@ -33,7 +33,6 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from fv2es.data.transcripts import decode_text
 from fv2es.data.utterance import SIDES, SPLITS, Utterance
 from fv2es.errors import InputError
 
@@ -63,21 +62,42 @@ def read_manifest(
         ManifestError: unknown format, no ``video_uri`` column, or a bad row (missing video,
             start >= end, unknown label or split, duplicate id, ...).
     """
+    return list(iter_manifest(uri, emotions, dataset, storage_options))
+
+
+def iter_manifest(
+    uri: str,
+    emotions: Sequence[str] | None = None,
+    dataset: str = "custom",
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[Utterance]:
+    """:func:`read_manifest` as a stream: the utterances one by one, the file read in pieces, so
+    a manifest of millions of rows never sits in memory (what it keeps per row is a hash of its
+    id, for the duplicate check). Raises as :func:`read_manifest` does, at the row concerned."""
     options = dict(storage_options or {})
     kind = _format(uri)
     base = _base_dir(uri)
     allowed = None if emotions is None else tuple(emotions)
-    utterances: list[Utterance] = []
-    first_row: dict[str, str] = {}
+    seen: set[int] = set()
     for where, row in _rows(uri, kind, options):
         utterance = _utterance(row, where, base, allowed, dataset)
-        if utterance.id in first_row:
-            raise ManifestError(
-                f"{where}: duplicate id {utterance.id!r} (first at {first_row[utterance.id]})"
-            )
-        first_row[utterance.id] = where.rsplit(": ", 1)[-1]
-        utterances.append(utterance)
-    return utterances
+        key = hash(utterance.id)
+        if key in seen:
+            first = _first_row_of(uri, kind, options, base, utterance.id, where)
+            if first is not None:
+                raise ManifestError(f"{where}: duplicate id {utterance.id!r} (first at {first})")
+        seen.add(key)
+        yield utterance
+
+
+def _first_row_of(uri: str, kind: str, options: dict[str, Any], base: str, uid: str, where: str) -> str | None:
+    """Where the first row with id ``uid`` is, before ``where`` (None: a hash collision, no duplicate)."""
+    for other, row in _rows(uri, kind, options):
+        if other == where:
+            return None
+        if (_text(row.get("id")) or _utterance(row, other, base, None, "custom").id) == uid:
+            return other.rsplit(": ", 1)[-1]
+    return None
 
 
 def _format(uri: str) -> str:
@@ -105,16 +125,48 @@ def _rows(uri: str, kind: str, options: dict[str, Any]) -> Iterator[tuple[str, d
         import pyarrow.parquet as pq
 
         fs, path = url_to_fs(uri, **options)
-        table = pq.read_table(path, filesystem=fs)
-        if "video_uri" not in table.column_names:
-            raise ManifestError(f"{uri}: no 'video_uri' column (columns: {table.column_names})")
-        for number, row in enumerate(table.to_pylist(), start=1):
-            yield f"{uri}: row {number}", row
+        with fs.open(path, "rb") as f:
+            file = pq.ParquetFile(f)
+            names = file.schema_arrow.names
+            if "video_uri" not in names:
+                raise ManifestError(f"{uri}: no 'video_uri' column (columns: {names})")
+            number = 0
+            for batch in file.iter_batches(batch_size=8192):  # a row group at most in memory
+                for row in batch.to_pylist():
+                    number += 1
+                    yield f"{uri}: row {number}", row
         return
+    encoding = _encoding(uri, options)
+    with fsspec.open(uri, "rb", compression="infer", **options) as raw:
+        # The text in a stream, decoded as decode_text would decode the whole file.
+        content = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+        yield from _text_rows(uri, kind, content)
+
+
+def _encoding(uri: str, options: dict[str, Any]) -> str:
+    """The encoding :func:`~fv2es.data.transcripts.decode_text` would pick for the whole file
+    (UTF-16 by its BOM, UTF-8 if all of it decodes, else Windows-1252), found in one streaming pass."""
+    import codecs
+
     with fsspec.open(uri, "rb", compression="infer", **options) as f:
-        content = decode_text(f.read())
+        head = f.read(1 << 20)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        try:
+            while head:
+                decoder.decode(head)
+                head = f.read(1 << 20)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return "utf-8-sig"
+
+
+def _text_rows(uri: str, kind: str, content) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The rows of a CSV, TSV or JSON Lines text stream."""
     if kind == "jsonl":
-        for number, line in enumerate(content.splitlines(), start=1):
+        for number, line in enumerate(content, start=1):
             if not line.strip():
                 continue
             try:
@@ -125,7 +177,7 @@ def _rows(uri: str, kind: str, options: dict[str, Any]) -> Iterator[tuple[str, d
                 raise ManifestError(f"{uri}: line {number}: expected a JSON object, got {type(row).__name__}")
             yield f"{uri}: line {number}", row
         return
-    reader = csv.DictReader(io.StringIO(content), delimiter="\t" if kind == "tsv" else ",")
+    reader = csv.DictReader(content, delimiter="\t" if kind == "tsv" else ",")
     header = [c.strip() for c in reader.fieldnames or ()]
     if "video_uri" not in header:
         raise ManifestError(f"{uri}: no 'video_uri' column (columns: {header})")

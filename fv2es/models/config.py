@@ -1,5 +1,10 @@
 """The model section of a run's configuration: :class:`ModelConfig`, beside the model it builds.
 
+``arch`` names the network: ``fv2es`` (end to end from faces, spectrogram pieces and tokens), or
+one of the seed's late-fusion baselines on hand-crafted feature sequences, ``lf_rnn`` and
+``lf_transformer`` (:mod:`fv2es.models.baselines`, issue 24), which read the ``hfc_*`` and
+recurrent fields below and ignore the branch fields.
+
 Defaults are the seed's FV2ES (MODEL.md, issue 11): the paper preset builds exactly the network
 whose state dict the seed's released checkpoints hold. Each branch names its architecture
 (``visual_arch``, ``audio_arch``, ``text_arch``): a name registered in
@@ -20,6 +25,9 @@ from fv2es.models import geometry
 
 # The seed stacks per-modality logits in this order before its weighted fusion.
 FUSION_ORDER = "tva"
+# ... and its baselines (LF_RNN, LF_Transformer) in this one.
+BASELINE_FUSION_ORDER = "tav"
+ARCHS = ("fv2es", "lf_rnn", "lf_transformer")
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,7 @@ class ModelConfig:
     """The FV2ES network (MODEL.md). Defaults are the paper configuration (the seed's network)."""
 
     preset: str = "fv2es_paper"  # registry name whose values this section starts from
+    arch: str = field(default="fv2es", metadata=choice(*ARCHS))  # the network (see the module doc)
     emotions: tuple[str, ...] = IEMOCAP_EMOTIONS  # output classes, in logit order
     modalities: str = "tav"  # any non-empty subset of t(ext), a(udio), v(isual)
     text_arch: str = "hf"  # text branch architecture (registry name): a Hugging Face encoder
@@ -48,6 +57,13 @@ class ModelConfig:
     audio_drop_path: float = 0.5  # NesT stochastic depth (timm's default, what the seed trained with)
     audio_hidden: int = 1024  # hidden width of the per-piece projection (32768 -> this -> trans_dim)
     fusion: str = field(default="weighted", metadata=choice("weighted", "mean"))  # late fusion
+    # The seed's baselines (arch lf_rnn / lf_transformer) on hand-crafted feature sequences:
+    hfc_sizes: tuple[int, ...] = (300, 144, 35)  # feature widths text, audio, visual (seed -hfcs)
+    hfc_heads: tuple[int, ...] = (4, 2, 5)  # lf_transformer heads text, audio, visual (fixed in the seed)
+    num_layers: int = 1  # lf_rnn recurrent layers (the seed's network has 1; its -nl is never read)
+    hidden_size: int = 0  # lf_rnn recurrent width; 0 = each modality's feature width (the seed's)
+    bidirectional: bool = True  # lf_rnn both directions (the seed's network always; its -bi is never read)
+    gru: bool = False  # lf_rnn GRU cells instead of LSTM (the seed parses --gru and builds LSTMs)
 
     def __post_init__(self):
         mods = self.modalities
@@ -68,7 +84,16 @@ class ModelConfig:
                 raise ConfigError(f"model.audio_embed_dims: {dim} is not divisible by its heads ({heads})")
         if self.audio_patch_kernel not in (1, 3):
             raise ConfigError(f"model.audio_patch_kernel: {self.audio_patch_kernel} is not 1 or 3")
-        positive(self, "text_max_len", "trans_dim", "trans_nlayers", "trans_nheads", "trans_ff_dim",
+        if len(self.hfc_sizes) != 3 or len(self.hfc_heads) != 3 or min(self.hfc_sizes + self.hfc_heads) <= 0:
+            raise ConfigError("model.hfc_sizes/hfc_heads: give 3 positive values each (text, audio, visual)")
+        if self.arch == "lf_transformer":
+            for mod, size, heads in zip("tav", self.hfc_sizes, self.hfc_heads):
+                if size % heads:
+                    raise ConfigError(f"model.hfc_sizes: {mod} width {size} is not divisible by its "
+                                      f"lf_transformer heads ({heads}, model.hfc_heads)")
+        if self.hidden_size < 0:
+            raise ConfigError(f"model.hidden_size: {self.hidden_size} must be >= 0 (0 = the feature width)")
+        positive(self, "num_layers", "text_max_len", "trans_dim", "trans_nlayers", "trans_nheads", "trans_ff_dim",
                  "visual_hidden", "audio_hidden")
         unit_interval(self, "dropout", "audio_drop_path")
 
@@ -79,8 +104,15 @@ class ModelConfig:
 
     @property
     def fusion_order(self) -> str:
-        """The modalities in the order their logits are stacked for fusion (the seed's t, v, a)."""
-        return "".join(m for m in FUSION_ORDER if m in self.modalities)
+        """The modalities in the order their logits are stacked for fusion (the seed's t, v, a for
+        FV2ES; t, a, v for its baselines)."""
+        order = FUSION_ORDER if self.arch == "fv2es" else BASELINE_FUSION_ORDER
+        return "".join(m for m in order if m in self.modalities)
+
+    @property
+    def hand_crafted(self) -> bool:
+        """True for the seed's baselines, which read hand-crafted feature sequences."""
+        return self.arch != "fv2es"
 
     @property
     def face_size(self) -> int:

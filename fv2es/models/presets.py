@@ -36,3 +36,22 @@ def fv2es_tiny() -> ModelConfig:
         audio_drop_path=0.0,
         audio_hidden=64,
     )
+
+
+# The baselines read the feature sequences fv2es computes from its shards
+# (fv2es.models.handcrafted.HFC_SIZES: text 384, audio 88, visual 140); the seed's own -hfcs default,
+# 300 144 35, is the width of MESM's release (fv2es.data.hcf). Text vectors come from MiniLM.
+_HAND_CRAFTED = dict(hfc_sizes=(384, 88, 140), text_model="minilm", text_max_len=100)
+
+
+@register_model
+def lf_rnn() -> ModelConfig:
+    """The seed's LF-RNN baseline: one Bi-LSTM per modality over hand-crafted feature sequences."""
+    return ModelConfig(preset="lf_rnn", arch="lf_rnn", **_HAND_CRAFTED)
+
+
+@register_model
+def lf_transformer() -> ModelConfig:
+    """The seed's LF-Transformer baseline: a CLS-token transformer (2 layers, 4/2/5 heads) per modality."""
+    return ModelConfig(preset="lf_transformer", arch="lf_transformer", trans_nlayers=2, trans_ff_dim=2048,
+                       dropout=0.1, **_HAND_CRAFTED)

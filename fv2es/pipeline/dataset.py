@@ -78,15 +78,16 @@ def check_speech_model(cfg: Config, storage_options: dict | None) -> None:
     check_model(cfg.asr, options_for(cfg.asr.model, storage_options))
 
 
-def sized_config(cfg: Config, *, model: bool) -> Config:
+def sized_config(cfg: Config, *, model: bool, shape: tuple[float, float] | None = None) -> Config:
     """``cfg`` as one job runs it, decided once on the driver (Ray must be running) and passed
     down: the resources it leaves to the cluster sized from the connected Ray cluster
     (:func:`fv2es.compute.size_resources`, for the actor pools of the stages that run;
     ``model``: the job ends in the model stage), and with a model, ``score.precision`` resolved
-    (``auto`` -> ``fp32`` or ``bf16`` on the model's device: what the job records). Logs the sizing."""
+    (``auto`` -> ``fp32`` or ``bf16`` on the model's device: what the job records). Logs the sizing.
+    ``shape``: ``(cpus, gpus)`` to size for instead, without Ray (:mod:`fv2es.pipeline.local`)."""
     from fv2es.compute import cluster_shape, describe, resolve_precision, size_resources
 
-    cpus, gpus = cluster_shape()
+    cpus, gpus = shape or cluster_shape()
     pools = active_pools(cfg)
     sized = size_resources(cfg.resources, cpus, gpus, model=model, pools=list(pools))
     logging.getLogger(__name__).info("resources: " + describe(sized, cpus, gpus, model=model, pools=pools))
@@ -117,22 +118,60 @@ def media_job(cfg: Config, segments: SegmentsConfig, storage_options: dict | Non
     return MediaJob(cfg, segments, cluster_shape()[0], storage_options, asr_storage_options)
 
 
-def build_dataset(jobs: list[dict], stages: list[StageSpec]):
-    """A streaming Ray Dataset: one row per job, through ``stages`` in order."""
+BLOCKS_FIRST, BLOCKS_LATER = 1024, 64  # input blocks a planned table is cut into (see build_dataset)
+
+
+def build_dataset(jobs, stages: list[StageSpec]):
+    """A streaming Ray Dataset: one row per job, through ``stages`` in order.
+
+    ``jobs``: job dicts, or job tables (:func:`fv2es.pipeline.plan.iter_jobs`, any iterable of
+    them: each is put into Ray's object store as it comes, so the driver holds one at a time).
+    A block of jobs is what one decode task takes, so the first table (all of a small plan) is
+    cut into up to :data:`BLOCKS_FIRST` blocks, for parallelism over few long videos; each later
+    table of a big plan into :data:`BLOCKS_LATER` (it has parallelism to spare, and every block
+    costs Ray a task of its own before the pipeline starts).
+    """
+    import math
+
+    import pyarrow as pa
     import ray
 
-    ds = ray.data.from_items(jobs, override_num_blocks=min(len(jobs), 4096))
+    from fv2es.pipeline.plan import job_table
+
+    if isinstance(jobs, pa.Table):
+        jobs = [jobs]
+    elif isinstance(jobs, list) and (not jobs or isinstance(jobs[0], dict)):
+        jobs = [job_table(jobs)]
+    refs = []
+    for table in jobs:
+        if not table.num_rows:
+            continue
+        size = max(1, math.ceil(table.num_rows / (BLOCKS_LATER if refs else BLOCKS_FIRST)))
+        refs += [ray.put(table.slice(i, size)) for i in range(0, table.num_rows, size)]
+    ds = ray.data.from_arrow_refs(refs) if refs else ray.data.from_items([])
     for s in stages:
         if s.actors:
             ds = ds.map_batches(s.cls, fn_constructor_args=s.args, fn_constructor_kwargs=s.kwargs,
-                                batch_size=s.batch_size, batch_format="pyarrow",
-                                compute=ray.data.ActorPoolStrategy(size=s.actors), num_cpus=s.cpus, num_gpus=s.gpus)
+                                batch_size=s.batch_size, batch_format="pyarrow", compute=pool_strategy(s),
+                                num_cpus=s.cpus, num_gpus=s.gpus)
         else:
             ds = ds.map_batches(s.cls(*s.args, **s.kwargs), batch_size=s.batch_size, batch_format="pyarrow",
                                 num_cpus=s.cpus, concurrency=s.tasks)
     return ds
 
 
-def media_dataset(jobs: list[dict], job: MediaJob):
+def pool_strategy(spec: StageSpec):
+    """The Ray Data compute strategy of an actor stage: an elastic pool of ``spec.actors`` to
+    ``spec.max_actors`` actors (Ray Data adds actors while the stage is the bottleneck and the
+    cluster, or its autoscaler, has room), or a fixed pool when the two are equal."""
+    import ray
+
+    high = max(spec.actors, spec.max_actors or spec.actors)
+    if high == spec.actors:
+        return ray.data.ActorPoolStrategy(size=spec.actors)
+    return ray.data.ActorPoolStrategy(min_size=spec.actors, max_size=high)
+
+
+def media_dataset(jobs, job: MediaJob):
     """:func:`build_dataset` of :func:`media_stages`: job rows -> face-cropped segment rows."""
     return build_dataset(jobs, media_stages(job))

@@ -1,6 +1,9 @@
 """What to process: the videos behind an input URI, and the segments of each video.
 
-Listing happens on the driver and touches only names (one listing call for a folder or prefix).
+Listing happens on the driver and touches only names. It is a stream (:func:`iter_jobs`): a
+bucket prefix is listed a page at a time, a manifest read a piece at a time, and job rows come out
+as Arrow tables of a bounded size, so the driver's memory does not grow with the archive (a
+manifest's rows are grouped into jobs through a few spill files on local disk when it is big).
 Anything that needs a video's bytes (its duration, its sidecar captions) is decided inside the
 decode task, in parallel, by :func:`plan_segments`.
 """
@@ -10,14 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import posixpath
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from fsspec.core import url_to_fs
 
 from fv2es.config import ScoreConfig, SegmentsConfig
-from fv2es.data.manifest import read_manifest
+from fv2es.data.manifest import iter_manifest
 from fv2es.data.transcripts import Segment, text_for_span
 from fv2es.errors import InputError
 from fv2es.storage import redact_uri
@@ -48,42 +55,184 @@ def is_manifest(uri: str) -> bool:
     return path.endswith(MANIFEST_SUFFIXES)
 
 
+_quote = json.encoder.encode_basestring_ascii  # json.dumps's quoting of one string
+PLAN_BATCH = 50_000  # job rows per planned table, and manifest rows grouped in memory before spilling
+SPILL_FILES = 64  # a big manifest's rows are spread over this many files by job, then grouped a file at a time
+JOB_SCHEMA = pa.schema([("video_uri", pa.string()), ("segments", pa.string()), ("audio_uri", pa.string()),
+                        ("audio_channel", pa.int64()), ("speaker_side", pa.string()), ("job_id", pa.string())])
+
+
 def list_videos(uri: str, extensions: Sequence[str], storage_options: dict | None = None) -> list[str]:
-    """Video files named by ``uri``: one file, a glob, or every file under a folder/prefix.
+    """Video files named by ``uri``: one file, a glob, or every file under a folder/prefix
+    (:func:`iter_videos`, gathered; a list, for small inputs and tests).
 
     Raises:
         InputError: ``uri`` names nothing, or no file with one of ``extensions``.
+    """
+    return [v for page in iter_videos(uri, extensions, storage_options) for v in page]
+
+
+def iter_videos(uri: str, extensions: Sequence[str], storage_options: dict | None = None,
+                page: int = PLAN_BATCH) -> Iterator[list[str]]:
+    """The video files named by ``uri``, a page (at most ``page`` names) at a time: one file, a
+    glob, or every file under a folder or prefix. An S3 prefix is listed a listing page at a time
+    (1,000 keys a request, in key order); other stores a folder at a time. Hidden files are skipped.
+
+    Raises:
+        InputError: ``uri`` names nothing, or no file with one of ``extensions`` (once the listing is done).
     """
     fs, path = url_to_fs(uri, **(storage_options or {}))
     prefix = "://" in uri and not uri.startswith("file://")
     exts = tuple(e.lower() for e in extensions)
     if any(ch in path for ch in "*?["):
-        found = fs.glob(path)
+        listing: Iterable[list[str]] = [sorted(fs.glob(path))]
     elif fs.isfile(path):
-        return [uri]
+        yield [uri]
+        return
     elif fs.isdir(path):
-        found = fs.find(path)
+        listing = _listing(fs, path)
     else:
         raise InputError(f"input {redact_uri(uri)!r} does not exist (or cannot be listed)")
-    videos = sorted(p for p in found if p.lower().endswith(exts) and not posixpath.basename(p).startswith("."))
-    if not videos:
-        raise InputError(f"no videos under {redact_uri(uri)!r} (looked for {', '.join(exts)})")
-    # Listings drop the protocol; give remote paths back theirs so workers open the same file.
-    return [fs.unstrip_protocol(p) for p in videos] if prefix else videos
+    found, buffer = 0, []
+    for names in listing:
+        # Listings drop the protocol; give remote paths back theirs so workers open the same file.
+        buffer += [fs.unstrip_protocol(p) if prefix else p for p in names
+                   if p.lower().endswith(exts) and not posixpath.basename(p).startswith(".")]
+        while len(buffer) >= page:
+            found += page
+            yield buffer[:page]
+            buffer = buffer[page:]
+    if buffer or not found:
+        if not buffer:
+            raise InputError(f"no videos under {redact_uri(uri)!r} (looked for {', '.join(exts)})")
+        yield buffer
+
+
+def _listing(fs, path: str) -> Iterator[list[str]]:
+    """Every file under ``path``, in pieces: S3 a listing page at a time, other stores a folder at a time."""
+    if "s3" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) and hasattr(fs, "call_s3"):
+        bucket, _, key = path.partition("/")
+        key = key.rstrip("/") + "/" if key else ""
+        token = None
+        while True:
+            page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key, MaxKeys=1000,
+                              **({"ContinuationToken": token} if token else {}))
+            yield [f"{bucket}/{c['Key']}" for c in page.get("Contents", []) if not c["Key"].endswith("/")]
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+    for folder, dirs, files in fs.walk(path):
+        dirs.sort()  # walked in name order, as a sorted listing would be
+        yield [posixpath.join(folder, f) for f in sorted(files)]
 
 
 def list_jobs(uri: str, config: ScoreConfig, storage_options: dict | None = None) -> list[dict]:
-    """One job row per video: from a manifest (its rows grouped by video) or from a listing.
+    """:func:`iter_jobs` as one list of job dicts (small inputs and tests; a job omits no field)."""
+    return [row for table in iter_jobs(uri, config, storage_options) for row in table.to_pylist()]
 
-    A job's ``segments`` is JSON: the manifest's segments of that video, or ``""`` to let
-    :func:`plan_segments` choose (captions, the whole video, or windows).
+
+def iter_jobs(uri: str, config: ScoreConfig, storage_options: dict | None = None,
+              batch: int = PLAN_BATCH) -> Iterator[pa.Table]:
+    """The job rows (:data:`JOB_SCHEMA`, with ``job_id``) of ``uri`` in tables of at most
+    ``batch`` rows: one per video from a listing (:func:`iter_videos`), or from a manifest its rows
+    grouped by video and speaker (:func:`jobs_from_utterances`). A job's ``segments`` is JSON:
+    the manifest's segments of that video, or ``""`` to let :func:`plan_segments` choose
+    (captions, the whole video, or windows). The driver holds one table at a time.
     """
     if not is_manifest(uri):
-        return [_job(v) for v in list_videos(uri, config.video_extensions, storage_options)]
-    utterances = read_manifest(uri, storage_options=storage_options)
-    if not utterances:
+        for page in iter_videos(uri, config.video_extensions, storage_options, batch):
+            yield job_table([_job(v) for v in page])
+        return
+    empty = True
+    for table in _manifest_jobs(iter_manifest(uri, storage_options=storage_options), batch):
+        empty = False
+        yield table
+    if empty:
         raise InputError(f"manifest {redact_uri(uri)!r} has no rows")
-    return jobs_from_utterances(utterances)
+
+
+def job_table(jobs: list[dict]) -> pa.Table:
+    """Job dicts as a table of :data:`JOB_SCHEMA` (their ``job_id`` computed when absent)."""
+    return pa.Table.from_pylist([{**j, "job_id": j.get("job_id") or job_id(j)} for j in jobs], schema=JOB_SCHEMA)
+
+
+_ROW_SCHEMA = pa.schema([("video_uri", pa.string()), ("speaker_side", pa.string()), ("audio_uri", pa.string()),
+                         ("audio_channel", pa.int64()), ("id", pa.string()), ("start", pa.float64()),
+                         ("end", pa.float64()), ("text", pa.string()), ("job_id", pa.string())])
+
+
+def _manifest_jobs(utterances: Iterable, batch: int) -> Iterator[pa.Table]:
+    """Job tables of a stream of utterances. A manifest of at most ``batch`` rows is grouped in
+    memory; a bigger one is spread by job over :data:`SPILL_FILES` Arrow files in a temporary
+    folder (a job's rows may be anywhere in the manifest), then each file is grouped alone."""
+    rows: list[tuple] = []
+    writers: list | None = None
+    ids: dict[tuple, str] = {}
+    with tempfile.TemporaryDirectory(prefix="fv2es-plan-") as spill:
+        for u in utterances:
+            key = (u.video_uri, u.speaker_side or "", u.audio_uri or "", -1 if u.audio_channel is None else u.audio_channel)
+            if key not in ids:
+                ids[key] = job_id({"video_uri": key[0], "speaker_side": key[1], "audio_uri": key[2],
+                                   "audio_channel": key[3]})
+            rows.append((*key, u.id, u.start, u.end, u.text, ids[key]))
+            if len(rows) >= batch:
+                writers = writers or _spill_writers(spill)
+                _spill(writers, rows)
+                rows, ids = [], {}
+        if writers is None:
+            yield from _grouped(_rows_table(rows), batch)
+            return
+        _spill(writers, rows)
+        for writer in writers:
+            writer.close()
+        for n in range(SPILL_FILES):
+            with pa.memory_map(os.path.join(spill, f"{n:03d}.arrow")) as f:
+                table = pa.ipc.open_stream(f).read_all()
+            yield from _grouped(table, batch)
+
+
+def _rows_table(rows: list[tuple]) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(c, t.type) for c, t in zip(zip(*rows), _ROW_SCHEMA)] if rows else
+                                [pa.array([], t.type) for t in _ROW_SCHEMA], schema=_ROW_SCHEMA)
+
+
+def _spill_writers(folder: str) -> list:
+    return [pa.ipc.new_stream(os.path.join(folder, f"{n:03d}.arrow"), _ROW_SCHEMA) for n in range(SPILL_FILES)]
+
+
+def _spill(writers: list, rows: list[tuple]) -> None:
+    """Append ``rows`` to the spill files, each job's rows to the same file (by its id's hash)."""
+    table = _rows_table(rows)
+    target = pa.array([int(j[:8], 16) % SPILL_FILES if _hex(j) else hash(j) % SPILL_FILES
+                       for j in table.column("job_id").to_pylist()], pa.int64())
+    for n, writer in enumerate(writers):
+        part = table.filter(pc.equal(target, n))
+        if part.num_rows:
+            writer.write_table(part)
+
+
+def _hex(text: str) -> bool:
+    return len(text) >= 8 and all(c in "0123456789abcdef" for c in text[:8])
+
+
+def _grouped(table: pa.Table, batch: int) -> Iterator[pa.Table]:
+    """The job rows of a table of manifest rows, in the order each job first appears: each job's
+    segments sorted by start (none: 0) and id."""
+    groups: dict[str, list] = {}
+    first: dict[str, tuple] = {}
+    columns = [table.column(c).to_pylist() for c in _ROW_SCHEMA.names]
+    for video, side, audio, channel, uid, start, end, text, jid in zip(*columns):
+        if jid not in groups:
+            groups[jid], first[jid] = [], (video, side, audio, channel)
+        groups[jid].append([uid, start, end, text])
+    ids = list(groups)
+    for at in range(0, len(ids), batch):
+        chunk = ids[at : at + batch]
+        segments = [json.dumps(sorted(groups[j], key=lambda s: (s[1] or 0.0, s[0]))) for j in chunk]
+        video, side, audio, channel = zip(*(first[j] for j in chunk))
+        yield pa.Table.from_arrays([pa.array(video, pa.string()), pa.array(segments, pa.string()),
+                                    pa.array(audio, pa.string()), pa.array(channel, pa.int64()),
+                                    pa.array(side, pa.string()), pa.array(chunk, pa.string())], schema=JOB_SCHEMA)
 
 
 def jobs_from_utterances(utterances) -> list[dict]:
@@ -92,14 +241,8 @@ def jobs_from_utterances(utterances) -> list[dict]:
     IEMOCAP's dialog videos hold both actors; each actor's utterances are one job, with that
     actor's half of the frame and channel of the wav.
     """
-    groups: dict[tuple, list] = {}
-    for u in utterances:
-        groups.setdefault((u.video_uri, u.speaker_side, u.audio_uri, u.audio_channel), []).append(u)
-    jobs = []
-    for (video, side, audio, channel), rows in groups.items():
-        specs = [[u.id, u.start, u.end, u.text] for u in sorted(rows, key=lambda u: (u.start or 0.0, u.id))]
-        jobs.append(_job(video, json.dumps(specs), audio, channel, side))
-    return jobs
+    return [{k: v for k, v in row.items() if k != "job_id"}
+            for table in _manifest_jobs(utterances, PLAN_BATCH) for row in table.to_pylist()]
 
 
 def _job(video_uri: str, segments: str = "", audio_uri=None, audio_channel=None, speaker_side=None) -> dict:
@@ -120,7 +263,10 @@ def job_id(job: dict) -> str:
     """
     channel = job.get("audio_channel")
     channel = -1 if channel is None or channel < 0 else int(channel)
-    key = json.dumps([job["video_uri"], job.get("speaker_side") or "", job.get("audio_uri") or "", channel])
+    # json.dumps of [video, side, audio, channel], spelled out (C-quoted strings): the same text,
+    # three times faster, for a planner that computes a million of them
+    quoted = (_quote(job["video_uri"]), _quote(job.get("speaker_side") or ""), _quote(job.get("audio_uri") or ""))
+    key = f"[{quoted[0]}, {quoted[1]}, {quoted[2]}, {channel}]"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

@@ -26,8 +26,8 @@ from typing import Any
 class StageSpec:
     """One per-batch stage: ``cls(*args, **kwargs)`` is called on pyarrow tables.
 
-    With ``actors`` > 0 it runs as an actor pool of that size (state built once per actor, e.g.
-    a model); with 0 as stateless tasks (the instance is built here and shipped to each task).
+    With ``actors`` > 0 it runs as an actor pool of that size, or of ``actors`` to ``max_actors``
+    (state built once per actor, e.g. a model); with 0 as stateless tasks (the instance is built here and shipped to each task).
     """
 
     name: str
@@ -38,6 +38,7 @@ class StageSpec:
     cpus: float = 1.0  # CPUs reserved per task or actor
     gpus: float = 0.0  # GPUs reserved per actor
     actors: int = 0  # 0: tasks; n: an actor pool of n
+    max_actors: int = 0  # an elastic pool grows from ``actors`` up to this many (0 or ``actors``: a fixed pool)
     tasks: int | None = None  # tasks at most at once (task stages); None: as many as the CPUs allow
 
 
@@ -57,4 +58,5 @@ def actor_spec(stage: type, job: MediaJob, args: tuple = (), kwargs: dict | None
     """The :class:`StageSpec` of an actor-pool stage, with the sized ``resources.<stage.pool>_*`` fields."""
     r, p = job.cfg.resources, stage.pool
     return StageSpec(stage.name, stage, args, kwargs or {}, batch_size=getattr(r, f"{p}_batch_size"),
-                     cpus=getattr(r, f"{p}_cpus"), gpus=getattr(r, f"{p}_gpus"), actors=getattr(r, f"{p}_actors"))
+                     cpus=getattr(r, f"{p}_cpus"), gpus=getattr(r, f"{p}_gpus"), actors=getattr(r, f"{p}_actors"),
+                     max_actors=getattr(r, f"{p}_max_actors", 0))

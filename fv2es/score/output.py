@@ -6,7 +6,10 @@ Layout of an output URI (any fsspec path; ``<sfx>`` is the part format's suffix,
     _MODEL.json                     the model id and config digest every row was scored with
     segments/part-<run>-<n><sfx>    one row per segment; a job's rows are all in one part
     <table>/part-<run>-<n><sfx>     a table made from that part's segment rows, committed with it
-                                    (one folder per name in ``beside``; none today)
+                                    (one folder per name in ``beside``; the scoring job's:
+                                    summaries/, one row of sums per job, fv2es.score.summary)
+    _jobs<sfx>                      the job index: every part's summary rows with the part's name,
+                                    written at the finish (a rerun reads it, not every part)
     videos<sfx>                     one row per video (written when every input is done)
     _SUCCESS                        JSON counts; present only when the output is complete
     _tmp/                           files being written (removed on the next start)
@@ -23,6 +26,13 @@ everywhere rows are read, and :meth:`ScoreOutput.finish` rewrites the earlier pa
 superseded rows (their ``beside`` tables made again from the rows kept). Without ``_SUCCESS`` an
 output is incomplete, whatever else is there.
 
+What the driver reads to resume or finish is the job index, not the segments: one row per job
+(:meth:`ScoreOutput.job_index`), from ``_jobs`` for the parts it lists and from ``summaries/``
+for the parts committed since (a part with neither, written before summaries, gives its job ids
+from its segment file's ``job_id`` column). So a rerun on a complete output reads one file and a
+listing; a finish adds the new parts' summaries; segment files are read only to rewrite a part
+that holds superseded rows (or to find the failed rows ``--retry-failed`` asks about).
+
 The bytes of each file are the business of a :class:`~fv2es.score.formats.PartFormat`; this
 module holds the rules and never reads or writes a format itself.
 """
@@ -35,8 +45,11 @@ import posixpath
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from fsspec.core import url_to_fs
 
 from fv2es.errors import UserError
@@ -48,6 +61,10 @@ from fv2es.storage import redact_text, redact_uri
 SUCCESS = "_SUCCESS"
 MODEL = "_MODEL.json"
 SEGMENTS = "segments"  # the folder of the segment files, and the name of that table in a part
+SUMMARIES = "summaries"  # the per-part job summaries (fv2es.score.summary.summarize_jobs)
+JOBS = "_jobs"  # the job index written at the finish (its format's suffix appended)
+PART = "part"  # the job index's column naming a row's part (its file name)
+READERS = 16  # small files (summaries) read at once: a store's latency, not its bandwidth, is the cost
 log = logging.getLogger(__name__)
 
 
@@ -84,6 +101,7 @@ class ScoreOutput:
             raise ValueError(f"{SEGMENTS!r} is the part's own table, not one beside it")
         self._parts = 0
         self._lease: OutputLease | None = None
+        self._index: tuple[list[str], pa.Table] | None = None  # (parts, job index) until this run changes a part
 
     def _path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
@@ -165,27 +183,97 @@ class ScoreOutput:
             table = table.append_column("job_id", pa.array(ids, pa.string()))
         return table
 
-    def _latest_parts(self, parts: list[str]) -> dict[str, int]:
-        """job id -> index (in ``parts``) of the last part holding its rows (the rows that count)."""
-        latest: dict[str, int] = {}
-        for i, part in enumerate(parts):
-            latest.update(dict.fromkeys(self._read_part(part, ["job_id"]).column("job_id").to_pylist(), i))
-        return latest
+    def _read_many(self, paths: list[str], columns: list[str] | None = None) -> list[pa.Table]:
+        """The tables of ``paths``, read a few at a time (small files: latency bound)."""
+        if len(paths) < 2:
+            return [self._read(p, columns) for p in paths]
+        with ThreadPoolExecutor(min(READERS, len(paths))) as pool:
+            return list(pool.map(lambda p: self._read(p, columns), paths))
+
+    def job_index(self) -> tuple[list[str], pa.Table]:
+        """(parts, index): the committed segment parts (sorted, as :meth:`part_files`) and one row
+        per job of each: ``part`` (its position in ``parts``), ``job_id``, ``video_uri`` and, where
+        the part has a summary (``summaries/`` or the ``_jobs`` index), the summary's columns (null
+        for a part without one). In part order, each part's jobs in their order there. Reads
+        ``_jobs``, the summaries of the parts it does not list, and only the ``job_id`` and
+        ``video_uri`` columns of parts with neither; kept until this run commits or removes a part."""
+        if self._index is not None:
+            return self._index
+        parts = self.part_files()
+        names = [posixpath.basename(p) for p in parts]
+        tables, covered = [], set()
+        kept_path = self._path(JOBS + self.format.suffix)
+        if parts and self.fs.exists(kept_path):
+            kept = self._read(kept_path)
+            kept = kept.filter(pc.is_in(kept.column(PART), pa.array(names)))  # parts since rewritten are gone
+            covered = set(pc.unique(kept.column(PART)).to_pylist())
+            tables.append(kept)
+        todo = [p for p, n in zip(parts, names) if n not in covered]
+        summarized = {posixpath.basename(p) for p in self.part_files(SUMMARIES)} if todo else set()
+        with_summary = [p for p in todo if posixpath.basename(p) in summarized]
+        for part, table in zip(with_summary, self._read_many([self.beside_file(p, SUMMARIES) for p in with_summary])):
+            tables.append(_named(table, posixpath.basename(part)))
+        make = self.beside.get(SUMMARIES)
+        for part in (p for p in todo if posixpath.basename(p) not in summarized):
+            # Written before per-part summaries: summarised now when this output makes them, else job ids only.
+            table = make(self._read_part(part, None)) if make else self._read_part(part, ["job_id", "video_uri"])
+            tables.append(_named(table.select([c for c in table.column_names if c != "speaker_side"]),
+                                 posixpath.basename(part)))
+        if tables:
+            index = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
+            position = pc.index_in(index.column(PART), value_set=pa.array(names)).cast(pa.int32())
+            index = index.set_column(index.column_names.index(PART), PART, position)
+            order = [(PART, "ascending")] + ([("_row", "ascending")] if "_row" in index.column_names else [])
+            index = index.sort_by(order)
+        else:
+            index = pa.table({PART: pa.array([], pa.int32()), "job_id": pa.array([], pa.string()),
+                              "video_uri": pa.array([], pa.string())})
+        self._index = (parts, index)
+        return self._index
+
+    def _latest(self, index: pa.Table) -> np.ndarray:
+        """For each row of the job index, whether its part is the last holding that job (its rows count)."""
+        if not index.num_rows:
+            return np.zeros(0, bool)
+        last = index.select(["job_id", PART]).group_by("job_id").aggregate([(PART, "max")])
+        probe = pa.table({"job_id": index.column("job_id"), "_i": pa.array(np.arange(index.num_rows))})
+        joined = probe.join(last, "job_id").sort_by("_i")
+        return pc.equal(index.column(PART), joined.column(f"{PART}_max")).to_numpy(zero_copy_only=False)
+
+    def _superseded(self) -> dict[int, pa.Array]:
+        """part position -> the ids of its jobs that a later part re-scored (empty: nothing superseded)."""
+        _, index = self.job_index()
+        old = index.filter(pa.array(~self._latest(index)))
+        return {p: old.filter(pc.equal(old.column(PART), p)).column("job_id").combine_chunks()
+                for p in pc.unique(old.column(PART)).to_pylist()}
+
+    def done_ids(self, redo: Callable[[str, str], bool] | None = None) -> pa.Array:
+        """The ids of the jobs whose rows are committed (a string array), less those with a row
+        whose ``(status, error)`` ``redo`` picks (``--retry-failed``: the transient failures).
+        Reads the job index; with ``redo``, also the status of the failed rows, in the parts
+        holding a failed job only."""
+        parts, index = self.job_index()
+        latest = index.filter(pa.array(self._latest(index)))
+        done = pc.unique(latest.column("job_id"))
+        if redo is None or not latest.num_rows:
+            return done
+        if "segments" in latest.column_names:  # summarised parts: only jobs with a failed segment can be redone
+            unknown = pc.is_null(latest.column("segments"))
+            failed = pc.or_(unknown, pc.less(pc.fill_null(latest.column("segments_ok"), 0),
+                                             pc.fill_null(latest.column("segments"), 0)))
+            latest = latest.filter(failed)
+        redone = set()
+        for p in pc.unique(latest.column(PART)).to_pylist():
+            jobs = latest.filter(pc.equal(latest.column(PART), p)).column("job_id")
+            t = self._read_part(parts[p], ["job_id", "status", "error"])
+            t = t.filter(pc.and_(pc.is_in(t.column("job_id"), jobs), pc.not_equal(t.column("status"), "ok")))
+            redone.update(j for j, status, error in zip(*(t.column(c).to_pylist() for c in ("job_id", "status", "error")))
+                          if redo(status, error or ""))
+        return pc.filter(done, pc.invert(pc.is_in(done, pa.array(sorted(redone), pa.string())))) if redone else done
 
     def done_jobs(self, redo: Callable[[str, str], bool] | None = None) -> set[str]:
-        """The ids of the jobs whose rows are committed, less those with a row whose
-        ``(status, error)`` ``redo`` picks (``--retry-failed``: the transient failures)."""
-        parts = self.part_files()
-        latest = self._latest_parts(parts)
-        done = set(latest)
-        if redo is None:
-            return done
-        for i, part in enumerate(parts):
-            t = self._read_part(part, ["job_id", "status", "error"])
-            for job, status, error in zip(*(t.column(c).to_pylist() for c in ("job_id", "status", "error"))):
-                if latest[job] == i and redo(status, error or ""):
-                    done.discard(job)
-        return done
+        """:meth:`done_ids` as a set (small outputs and tests)."""
+        return set(self.done_ids(redo).to_pylist())
 
     def segment_schema(self) -> pa.Schema | None:
         """The schema of the segment table (that of its first part); None when nothing is committed."""
@@ -197,18 +285,34 @@ class ScoreOutput:
         schema = self.segment_schema()
         return {k.decode(): v.decode() for k, v in ((schema.metadata or {}) if schema else {}).items()}
 
+    def iter_segments(self, columns: list[str] | None = None, parts: list[int] | None = None):
+        """The committed segment rows that count (a re-scored job's latest rows only; ``columns``
+        only, when given), a part at a time (``parts``: those positions only): for reading an
+        output of any size in bounded memory."""
+        files, _ = self.job_index()
+        superseded = self._superseded()
+        for i in range(len(files)) if parts is None else parts:
+            t = self._read_part(files[i], None if columns is None else [*columns, "job_id"])
+            if i in superseded:
+                t = t.filter(pc.invert(pc.is_in(t.column("job_id"), superseded[i])))
+            yield t.select(columns) if columns is not None else t
+
     def read_segments(self, columns: list[str] | None = None) -> pa.Table | None:
-        """Every committed segment row that counts (a re-scored job's latest rows only; ``columns``
-        only, when given); None when nothing is committed."""
-        parts = self.part_files()
-        latest = self._latest_parts(parts)
-        tables = []
-        for i, part in enumerate(parts):
-            t = self._read_part(part, None if columns is None else [*columns, "job_id"])
-            keep = pa.array([latest[j] == i for j in t.column("job_id").to_pylist()], pa.bool_())
-            t = t.filter(keep)
-            tables.append(t.select(columns) if columns is not None else t)
+        """Every committed segment row that counts, in one table (:meth:`iter_segments`; small
+        outputs: the report and the job read the job index instead); None when nothing is committed."""
+        tables = list(self.iter_segments(columns))
         return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+    def videos(self, emotions: list[str]) -> pa.Table:
+        """The per-video table of what is committed, from the job index's summaries
+        (:func:`~fv2es.score.summary.combine_jobs`): no segment file is read."""
+        from fv2es.score.summary import combine_jobs
+
+        _, index = self.job_index()
+        index = index.filter(pa.array(self._latest(index)))
+        if index.num_rows and ("segments" not in index.column_names or index.column("segments").null_count):
+            raise ValueError("parts without a summary: make this output with beside={SUMMARIES: summarize_jobs}")
+        return combine_jobs(index, emotions)
 
     def read_videos(self) -> pa.Table | None:
         """The per-video table; None until the job has finished (see :func:`~fv2es.score.summary.summarize_videos`)."""
@@ -278,36 +382,51 @@ class ScoreOutput:
         file = f"part-{self.run_id}-{self._parts:05d}{self.format.suffix}"
         tables = {name: make(segments) for name, make in self.beside.items()}
         tables[SEGMENTS] = segments  # last: its move commits the part
+        self._index = None
         return self._commit(tables, {name: f"{name}/{file}" for name in tables})[SEGMENTS]
 
     def _remove_part(self, part: str) -> None:
         """Remove a committed part: its segment file first (that uncommits it), then its ``beside`` files."""
+        self._index = None
         for path in (part, *(self.beside_file(part, table) for table in self.beside)):
             if path == part or self.fs.exists(path):
                 self._retrying(f"remove {posixpath.basename(path)}", lambda path=path: self.fs.rm(path))
 
-    def _compact(self) -> None:
-        """Rewrite the parts that hold superseded rows (a job re-scored later) without them."""
-        parts = self.part_files()
-        latest = self._latest_parts(parts)
-        for i, part in enumerate(parts):
+    def compact(self) -> None:
+        """Rewrite the parts that hold superseded rows (a job re-scored later) without them; reads
+        nothing when nothing was superseded."""
+        parts, _ = self.job_index()
+        for i, old in sorted(self._superseded().items()):
+            part = parts[i]
             t = self._read_part(part, None)
-            keep = [latest[j] == i for j in t.column("job_id").to_pylist()]
-            if all(keep):
-                continue
-            if any(keep):  # the rewritten part sorts after every other: its rows stay the ones that count
+            keep = pc.invert(pc.is_in(t.column("job_id"), old))
+            if pc.any(keep).as_py():  # the rewritten part sorts after every other: its rows stay the ones that count
                 columns = self._schema(part).names  # a part written before job ids stays without them
-                self.write_part(t.filter(pa.array(keep, pa.bool_())).select(columns))
+                self.write_part(t.filter(keep).select(columns))
             self._remove_part(part)
 
     def finish(self, videos: pa.Table, counts: dict) -> None:
-        """Drop superseded rows, write the per-video table, then the marker that says the output is complete."""
-        self._compact()
-        self._commit({"videos": videos}, {"videos": "videos" + self.format.suffix})
+        """Drop superseded rows, write the job index (when every part has a summary), the per-video
+        table, then the marker that says the output is complete."""
+        self.compact()
+        parts, index = self.job_index()
+        tables, names = {}, {}
+        if index.num_rows and "segments" in index.column_names and not index.column("segments").null_count:
+            part_names = pa.array([posixpath.basename(p) for p in parts])
+            tables["jobs"] = index.set_column(index.column_names.index(PART), PART,
+                                              pc.take(part_names, index.column(PART)))
+            names["jobs"] = JOBS + self.format.suffix
+        tables["videos"], names["videos"] = videos, "videos" + self.format.suffix
+        self._commit(tables, names)
         if self.fs.exists(self._path("_tmp")):
             self._retrying("clear _tmp/", lambda: self.fs.rm(self._path("_tmp"), recursive=True))
         self._retrying(f"write {SUCCESS}", lambda: self.fs.pipe_file(self._path(SUCCESS),
                                                                      json.dumps(counts, indent=2).encode()))
+
+
+def _named(table: pa.Table, part: str) -> pa.Table:
+    """``table`` (a part's job rows) with the part's name as its first column."""
+    return table.add_column(0, PART, pa.array([part] * table.num_rows, pa.string()))
 
 
 def _store_error(exc: BaseException) -> bool:

@@ -21,6 +21,16 @@ class ExampleCollate:
     def __init__(self, text_model: str, max_len: int):
         self.collate = Collate(text_model, max_len)
 
+    @classmethod
+    def for_model(cls, config) -> ExampleCollate:
+        """The collate of the network ``config`` (a ModelConfig) names: FV2ES's, or for the seed's
+        baselines their hand-crafted features (:func:`fv2es.models.handcrafted.model_collate`)."""
+        from fv2es.models.handcrafted import model_collate
+
+        collate = cls.__new__(cls)
+        collate.collate = model_collate(config)
+        return collate
+
     def __call__(self, batch: pa.Table) -> tuple[ModelInputs, torch.Tensor]:
         rows = batch.select(["text", "faces", "pieces", "target"]).to_pylist()
         targets = torch.tensor(np.array([r["target"] for r in rows], dtype=np.float32))

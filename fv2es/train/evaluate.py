@@ -31,7 +31,7 @@ def predict_split(checkpoint_uri: str, data_uri: str, split: str, storage_option
     table = shards.read(MODEL_COLUMNS, split=split, usable=True)
     if table.num_rows == 0:
         raise ValueError(f"{data_uri}: no usable examples in split {split!r}")
-    collate = ExampleCollate(predictor.config.text_model, predictor.config.text_max_len)
+    collate = ExampleCollate.for_model(predictor.config)
     probs, targets = predict(predictor, table_batches(table, batch_size), collate)
     return predictor, info, probs, targets
 

@@ -50,26 +50,32 @@ def with_dataset_emotions(cfg: Config, info: dict) -> Config:
     return config_from_dict(data)
 
 
-def run_train(cfg: Config, req: TrainRequest) -> dict:
-    """Train; returns the best epoch's row (with the path of ``best.safetensors``)."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
+@dataclass
+class PlannedRun:
+    """A training run checked on the driver and ready to start: what every worker is given."""
 
-    from fv2es.pipeline.dataset import init_ray
-    from fv2es.train.loop import train_loop
+    cfg: Config  # with the dataset's emotions
+    name: str  # the run folder's name under the output
+    shards: ExampleShards
+    loop_config: dict  # train_loop's argument
 
+
+def plan_run(cfg: Config, req: TrainRequest) -> PlannedRun:
+    """Check what the workers will open and work out their ``loop_config`` (no Ray needed): a
+    failure is one line, before Ray starts and before a run folder exists."""
     shards = ExampleShards(req.data_uri, req.storage_options)
     info = shards.metadata()
     cfg = with_dataset_emotions(cfg, info)
-    tc = cfg.train
-    # What the workers will open, checked here first: a failure is one line, before Ray starts and
-    # before a run folder exists.
     init_checkpoint, init_options = None, None
     if req.init_checkpoint:
         init_options = options_for(req.init_checkpoint, req.storage_options)
         init_checkpoint = resolve_checkpoint(req.init_checkpoint, init_options)  # absolute: workers run elsewhere
         read_checkpoint_info(init_checkpoint, init_options)  # a truncated or foreign file fails here
     check_text_model(cfg)
+    if cfg.model.hand_crafted:  # the seed's baselines: feature widths checked here, not in a worker
+        from fv2es.models.handcrafted import check_sizes
+
+        check_sizes(cfg.model)
     empty = [s for s in SPLITS if not info["split_rows"].get(s)]
     if empty:
         raise InputError(f"{req.data_uri}: no usable examples in the {' and '.join(empty)} split(s); "
@@ -79,33 +85,47 @@ def run_train(cfg: Config, req: TrainRequest) -> dict:
     targets = np.array(shards.read(["target"], split="train", usable=True)["target"].to_pylist(), dtype=np.float32)
     if len(targets) == 0:
         raise InputError(f"{req.data_uri}: no usable training examples")
+    log.info(f"training {cfg.model.preset} ({cfg.model.modalities}) on {len(targets)} utterances, "
+             f"{cfg.train.num_workers} worker(s) -> {req.output_uri}/{name}")
+    loop_config = {"config": cfg.to_dict(), "dataset": info["dataset"],
+                   "pos_weight": loss_pos_weight(targets).tolist(),
+                   # one emotion per training utterance: scores predict the argmax
+                   "single_label": bool((targets.sum(1) <= 1).all()),
+                   "init_checkpoint": init_checkpoint, "init_modalities": req.init_modalities,
+                   "init_storage_options": init_options, "resume_from": resume_from,
+                   "resume_storage_options": options_for(resume_from or "", req.storage_options)}
+    return PlannedRun(cfg, name, shards, loop_config)
+
+
+def run_train(cfg: Config, req: TrainRequest) -> dict:
+    """Train; returns the best epoch's row (with the path of ``best.safetensors``)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from fv2es.pipeline.dataset import init_ray
+    from fv2es.train.loop import train_loop
+
+    run = plan_run(cfg, req)
+    tc = run.cfg.train
     init_ray(req.address)
     fs, storage = arrow_filesystem(req.output_uri, req.storage_options)
-    log.info(f"training {cfg.model.preset} ({cfg.model.modalities}) on {len(targets)} utterances, "
-             f"{tc.num_workers} worker(s) -> {req.output_uri}/{name}")
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg.to_dict(), "dataset": info["dataset"],
-                           "pos_weight": loss_pos_weight(targets).tolist(),
-                           # one emotion per training utterance: scores predict the argmax
-                           "single_label": bool((targets.sum(1) <= 1).all()),
-                           "init_checkpoint": init_checkpoint, "init_modalities": req.init_modalities,
-                           "init_storage_options": init_options, "resume_from": resume_from,
-                           "resume_storage_options": options_for(resume_from or "", req.storage_options)},
+        train_loop_config=run.loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=tc.num_workers, use_gpu=tc.use_gpu,
             resources_per_worker={"CPU": tc.worker_cpus, **({"GPU": 1} if tc.use_gpu else {})}),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=storage, storage_filesystem=fs,
+            name=run.name, storage_path=storage, storage_filesystem=fs,
             failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
             checkpoint_config=checkpoint_config(tc.keep_checkpoints),
             # FV2ES_* settings (e.g. FV2ES_CACHE) reach the workers too.
             worker_runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("FV2ES_")}}),
-        datasets={split: shards.dataset(split, MODEL_COLUMNS) for split in SPLITS},
+        datasets={split: run.shards.dataset(split, MODEL_COLUMNS) for split in SPLITS},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     trainer.fit()
-    return finish_run(req, name)
+    return finish_run(req, run.name)
 
 
 def checkpoint_config(keep: int):

@@ -5,6 +5,10 @@ model (RepVGG single-branch, as at inference) and evaluates it on the validation
 per-emotion thresholds there) and the test split (with those thresholds); every worker reports
 the epoch's metrics and rank 0 a checkpoint; early stopping on validation average F1.
 A restarted worker group resumes from the last reported checkpoint.
+
+The loop asks its worker (:class:`fv2es.train.worker.RayTrainWorker` under Ray Train; or
+:class:`fv2es.train.local.LocalWorker`, one process without Ray) for its rank, device, batches and
+checkpoints, and hands it each epoch's report: the same loop runs in both.
 """
 
 from __future__ import annotations
@@ -65,17 +69,15 @@ def _read_saved(read) -> tuple[dict, dict, dict]:
     return weights, saved, json.loads(read("state.json"))
 
 
-def _restore(resume_from: str | None, storage_options: dict | None):
-    """The saved epoch to go on from: Ray Train's latest checkpoint (a restart after a failure, or a
-    run continued by name), else ``resume_from`` (the newest intact checkpoint, when the driver
-    found the last one missing or broken: :meth:`fv2es.train.run.RunFolder.prepare_resume`)."""
+def _restore(worker, resume_from: str | None, storage_options: dict | None):
+    """The saved epoch to go on from: the worker's latest checkpoint (Ray Train's: a restart after a
+    failure, or a run continued by name), else ``resume_from`` (the newest intact checkpoint, when
+    the driver found the last one missing or broken: :meth:`fv2es.train.run.RunFolder.prepare_resume`)."""
     import fsspec
-    import ray.train
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            return _read_saved(lambda name: Path(folder, name).read_bytes())
+    restored = worker.restored(_read_saved)
+    if restored:
+        return restored
     if resume_from:
         def read(name: str) -> bytes:
             with fsspec.open(f"{resume_from}/{name}", "rb", **(storage_options or {})) as f:
@@ -84,26 +86,28 @@ def _restore(resume_from: str | None, storage_options: dict | None):
     return None
 
 
-def train_loop(loop_config: dict) -> None:
-    """One Ray Train worker: train, validate and checkpoint epoch by epoch (see the module doc).
+def train_loop(loop_config: dict, worker=None) -> None:
+    """One training worker: train, validate and checkpoint epoch by epoch (see the module doc).
 
     ``loop_config`` holds the run's ``config`` (a dict), the ``dataset`` kind, the BCE
     ``pos_weight``, the optional ``init_checkpoint`` / ``init_modalities`` and ``resume_from`` (a
-    checkpoint folder), with the storage options of those URIs.
+    checkpoint folder), with the storage options of those URIs. ``worker``: the side the loop runs
+    on; by default this process is a Ray Train worker (:class:`~fv2es.train.worker.RayTrainWorker`).
     """
-    import ray.train
-    import ray.train.torch
     import torch.distributed as dist
 
+    if worker is None:
+        from fv2es.train.worker import RayTrainWorker
+
+        worker = RayTrainWorker()
     cfg = config_from_dict(loop_config["config"])
     tc = cfg.train
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = worker.rank, worker.world
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed + rank)
-    device = ray.train.torch.get_device()
+    device = worker.device
     if device.type == "cpu":
-        torch.set_num_threads(train_threads(tc.worker_cpus, os.cpu_count() or 1, ctx.get_local_world_size()))
+        torch.set_num_threads(train_threads(tc.worker_cpus, os.cpu_count() or 1, worker.local_world))
 
     model = create_model(cfg.model)
     if loop_config.get("init_checkpoint"):
@@ -111,7 +115,7 @@ def train_loop(loop_config: dict) -> None:
                              loop_config.get("init_storage_options"))
     state = {"epoch": 0, "best_f1": -1.0, "best_epoch": None, "bad_epochs": 0, "rows": [], "restores": 0}
     saved = None
-    restored = _restore(loop_config.get("resume_from"), loop_config.get("resume_storage_options"))
+    restored = _restore(worker, loop_config.get("resume_from"), loop_config.get("resume_storage_options"))
     if restored:
         weights, saved, state = restored
         model.load_state_dict(weights)
@@ -119,7 +123,7 @@ def train_loop(loop_config: dict) -> None:
     # Judged again on restore: a finished run started with more epochs goes on.
     if state["bad_epochs"] >= tc.early_stop or state["epoch"] >= tc.epochs:
         return
-    model = ray.train.torch.prepare_model(model)  # to the device, wrapped in DDP when world > 1
+    model = worker.prepare_model(model)  # to the device, wrapped in DDP when world > 1
     raw = model.module if hasattr(model, "module") else model
     # The optimiser is built (and restored) after the move, so its state lives on the device.
     optimizer = _optimizer(raw, tc)
@@ -131,16 +135,14 @@ def train_loop(loop_config: dict) -> None:
 
     pos_weight = torch.tensor(loop_config["pos_weight"], dtype=torch.float32, device=device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight) if tc.loss == "bce" else nn.CrossEntropyLoss()
-    collate = ExampleCollate(cfg.model.text_model, cfg.model.text_max_len)
-    train_shard = ray.train.get_dataset_shard("train")
+    collate = ExampleCollate.for_model(cfg.model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_precision(tc, device.type) == "bf16")
 
     for epoch in range(state["epoch"], tc.epochs):
         started = time.time()
         model.train()
         losses, seen = [], 0
-        for batch in train_shard.iter_batches(batch_size=tc.batch_size, batch_format="pyarrow",
-                                              local_shuffle_buffer_size=256, local_shuffle_seed=tc.seed + epoch):
+        for batch in worker.train_batches(tc.batch_size, seed=tc.seed + epoch):
             x, y = collate(batch)
             x, y = x.to(device), y.to(device)
             with autocast:
@@ -163,34 +165,18 @@ def train_loop(loop_config: dict) -> None:
 
         decision = [None]
         if rank == 0:
-            decision = [_evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch)]
+            decision = [_evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch, worker)]
         if world > 1:
             dist.broadcast_object_list(decision, src=0)
         row, state = decision[0]
         if scheduler:
             scheduler.step(row["valid_avg_f1"])
         with tempfile.TemporaryDirectory() as folder:
-            ckpt = None
             if rank == 0:
                 _save(folder, raw, optimizer, scheduler, state, row, cfg, loop_config)
-                ckpt = ray.train.Checkpoint.from_directory(folder)
-            ray.train.report(row, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_epoch_{epoch:03d}")
+            worker.report(row, folder if rank == 0 else None, f"checkpoint_epoch_{epoch:03d}")
         if state.get("finished"):
             break
-
-
-_EVAL_CACHE: dict[str, list] = {}
-
-
-def _eval_batches(split: str) -> list:
-    """Rank 0's copy of a whole evaluation split, read once per worker process and kept: the
-    splits are small, and a Ray Data pass per epoch costs seconds of start-up each time."""
-    import ray.train
-
-    if split not in _EVAL_CACHE:
-        shard = ray.train.get_dataset_shard(split)
-        _EVAL_CACHE[split] = list(shard.iter_batches(batch_size=32, batch_format="pyarrow"))
-    return _EVAL_CACHE[split]
 
 
 def validation_predictor(raw, cfg: Config, device, collate: ExampleCollate | None = None) -> Predictor:
@@ -202,13 +188,13 @@ def validation_predictor(raw, cfg: Config, device, collate: ExampleCollate | Non
                      collate=collate.collate if collate else None)
 
 
-def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch):
+def _evaluate_epoch(raw, cfg, loop_config, collate, device, row, state, epoch, worker):
     predictor = validation_predictor(raw, cfg, device, collate)
     emotions, dataset = list(cfg.model.emotions), loop_config["dataset"]
     started = time.time()
-    probs, targets = predict(predictor, _eval_batches("valid"), collate)
+    probs, targets = predict(predictor, worker.eval_batches("valid"), collate)
     valid_metrics, thresholds = evaluate(probs, targets, emotions, dataset, None, cfg.train.loss)
-    probs, targets = predict(predictor, _eval_batches("test"), collate)
+    probs, targets = predict(predictor, worker.eval_batches("test"), collate)
     test_metrics, _ = evaluate(probs, targets, emotions, dataset, thresholds, cfg.train.loss)
     row = {**row, **{f"valid_{k}": v for k, v in valid_metrics.items()},
            **{f"test_{k}": v for k, v in test_metrics.items()}, "eval_seconds": time.time() - started,

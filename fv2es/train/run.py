@@ -143,6 +143,13 @@ class RunFolder:
                     "intact checkpoint")
         return f"{self._local_uri()}/{intact[-1]}"  # absolute: the training workers run in other folders
 
+    def write_checkpoint(self, name: str, folder: str) -> None:
+        """Copy the files of local ``folder`` into the run's checkpoint folder ``name`` (what Ray
+        Train does with a reported checkpoint; :class:`fv2es.train.local.LocalWorker` without it)."""
+        self.fs.makedirs(self._path(name), exist_ok=True)
+        for file in sorted(os.listdir(folder)):
+            self.fs.put_file(os.path.join(folder, file), self._path(name, file))
+
     def finish(self, rows: list[dict], best_epoch: int) -> str:
         """Write the metrics tables and copy the best epoch's checkpoint to ``best.safetensors``;
         returns the latter's URI."""

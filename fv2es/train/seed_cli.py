@@ -12,9 +12,17 @@ default ``None`` (``False`` for switches): only the flags a user gives become ov
 config file supplies everything else, so unlike the seed no flag is required. :func:`seed_request`
 turns the parsed flags into a :class:`SeedRequest`: ``KEY=VALUE`` override strings for
 :func:`fv2es.config.load_config`, notes to print, and the flags that are not configuration
-(``--num-emotions``, ``--valid``, ``--test``, ``--ckpt``, ``--ckpt-mod``). Flags of the seed's other
-models are accepted with a note; flags that ask for something FV2ES does not do (another model,
-hand-crafted features) raise :class:`SeedFlagError`.
+(``--num-emotions``, ``--valid``, ``--test``, ``--ckpt``, ``--ckpt-mod``).
+
+``--model`` chooses among the seed's three networks: ``mme2e`` (FV2ES) and its late-fusion
+baselines on hand-crafted features, ``lf_rnn`` and ``lf_transformer`` (:mod:`fv2es.models.baselines`;
+presets of the same names). A baseline takes ``--hand-crafted`` (implied), ``-hfcs`` and
+``--trans-nlayers``; the seed builds ``LF_RNN(args)``, which never reads ``-nl``, ``-hs``, ``-bi``,
+``--gru`` or ``-dr``, so those are accepted with a note and the network stays the seed's (the
+``model.num_layers`` / ``hidden_size`` / ``bidirectional`` / ``gru`` keys change it). ``-aft``
+selects the audio columns of MESM's IEMOCAP feature files, which :mod:`fv2es.data.hcf` reads; shards
+already hold their features, so in training it is checked and noted. Flags that ask for what the
+chosen network cannot do (hand-crafted features into FV2ES) raise :class:`SeedFlagError`.
 """
 
 from __future__ import annotations
@@ -29,7 +37,10 @@ import yaml
 from fv2es.errors import UserError
 
 MODALITIES = "tav"
-SEED_MODEL = "mme2e"  # the seed's name for the FV2ES network; its other names are baselines we do not ship
+SEED_MODEL = "mme2e"  # the seed's name for the FV2ES network
+# The seed's --model names -> our presets (each preset's arch is the network).
+SEED_MODELS = {"mme2e": None, "lf_rnn": "lf_rnn", "lf_transformer": "lf_transformer"}
+SEED_AUDIO_FEATURE_TYPES = range(7)  # the seed's -aft values (fv2es.data.hcf.AUDIO_FEATURE_TYPES)
 SEED_DATASETS = ("iemocap", "mosei")
 SEED_LOSSES = ("bce", "ce")
 SEED_OPTIMS = ("adam", "sgd")
@@ -55,20 +66,24 @@ SEED_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--optim",), {"type": str, "help": "optimizer: adam/sgd (train.optim)"}),
     (("--text-lr-factor",), {"type": float, "help": "text-branch lr = lr / this (train.text_lr_factor)"}),
     # Model
-    (("-mo", "--model"), {"type": str, "help": "which model: only mme2e (FV2ES) is implemented"}),
+    (("-mo", "--model"), {"type": str, "help": "which model: mme2e (FV2ES), lf_rnn or lf_transformer "
+                                               "(model.preset)"}),
     (("--text-model-size",), {"type": str, "help": "ALBERT v2 size: base/large/xlarge (model.text_model)"}),
     (("--fusion",), {"type": str, "help": "late fusion of the modalities: late/weighted or mean (model.fusion)"}),
     (("--feature-dim",), {"type": int, "help": "feature size of the seed's other models (not used by FV2ES)"}),
-    (("-hfcs", "--hfc-sizes"), {"type": int, "nargs": "+", "help": "hand-crafted feature sizes (not supported)"}),
+    (("-hfcs", "--hfc-sizes"), {"type": int, "nargs": "+", "help": "hand-crafted feature sizes text audio visual "
+                                                               "(model.hfc_sizes; baselines)"}),
     (("--trans-dim",), {"type": int, "help": "width of the temporal transformers (model.trans_dim)"}),
     (("--trans-nlayers",), {"type": int, "help": "layers of the temporal transformers (model.trans_nlayers)"}),
     (("--trans-nheads",), {"type": int, "help": "heads of the temporal transformers (model.trans_nheads)"}),
-    (("-aft", "--audio-feature-type"), {"type": int, "help": "hand-crafted audio feature type (not supported)"}),
+    (("-aft", "--audio-feature-type"), {"type": int, "help": "MESM audio column set 0-6 "
+                                                                      "(fv2es.data.hcf; baselines)"}),
     # Data
     (("--num-emotions",), {"type": int, "help": "number of emotions: checked against the dataset's classes"}),
     (("--img-interval",), {"type": int, "help": "ms between sampled frames (decode.img_interval_ms; "
                                                 "preprocessing only)"}),
-    (("--hand-crafted",), {"action": "store_true", "help": "use hand-crafted features (not supported)"}),
+    (("--hand-crafted",), {"action": "store_true", "help": "hand-crafted features (implied by "
+                                                                   "--model lf_rnn/lf_transformer)"}),
     (("--text-max-len",), {"type": int, "help": "max tokens of a transcript (model.text_max_len)"}),
     # Path
     (("--datapath",), {"type": str, "help": "URI of the data (data.datapath)"}),
@@ -82,10 +97,10 @@ SEED_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--ckpt-mod",), {"type": str, "help": "which modality branches (subset of tav) to load from --ckpt"}),
     # The seed's LSTM baselines
     (("-dr", "--dropout"), {"type": float, "help": "dropout of the temporal transformers (model.dropout)"}),
-    (("-nl", "--num-layers"), {"type": int, "help": "LSTM layers of the seed's baselines (not used by FV2ES)"}),
-    (("-hs", "--hidden-size"), {"type": int, "help": "LSTM width of the seed's baselines (not used by FV2ES)"}),
-    (("-bi", "--bidirectional"), {"action": "store_true", "help": "Bi-LSTM in the seed's baselines (not used)"}),
-    (("--gru",), {"action": "store_true", "help": "GRU in the seed's baselines (not used by FV2ES)"}),
+    (("-nl", "--num-layers"), {"type": int, "help": "LSTM layers: never read by the seed (model.num_layers)"}),
+    (("-hs", "--hidden-size"), {"type": int, "help": "LSTM width: never read by the seed (model.hidden_size)"}),
+    (("-bi", "--bidirectional"), {"action": "store_true", "help": "Bi-LSTM: never read by the seed (model.bidirectional)"}),
+    (("--gru",), {"action": "store_true", "help": "GRU: never read by the seed (model.gru)"}),
 )
 
 # flag -> config key, for the flags that are plain values
@@ -106,8 +121,12 @@ _DIRECT = {
     "datapath": "data.datapath",
     "img_interval": "decode.img_interval_ms",
 }
-_UNUSED = ("feature_dim", "num_layers", "hidden_size", "bidirectional", "gru")  # other seed models' options
+# Options the seed parses and its networks never read (its LF_RNN(args) takes its defaults).
+_UNUSED = ("feature_dim", "num_layers", "hidden_size", "bidirectional", "gru")
 _HAND_CRAFTED = ("hand_crafted", "hfc_sizes", "audio_feature_type")
+# FV2ES options the seed's baselines do not read (LF_Transformer fixes heads 4/2/5 and torch's
+# default dropout; LF_RNN reads only -hfcs); given with a baseline they change nothing.
+_FV2ES_ONLY = ("trans_dim", "trans_nheads", "dropout")
 
 
 class SeedFlagError(UserError, ValueError):
@@ -176,15 +195,23 @@ def seed_request(args: argparse.Namespace, cuda_available: bool | None = None) -
     overrides: list[str] = []
     notes: list[str] = []
 
-    for dest in _HAND_CRAFTED:
-        if dest in given:
-            raise SeedFlagError(f"{_flag(dest)}: hand-crafted features are not part of FV2ES end to end; "
-                                "not supported")
-    if "model" in given and given["model"].lower() != SEED_MODEL:
-        raise SeedFlagError(f"{_flag('model')}={given['model']}: only {SEED_MODEL} (FV2ES) is implemented")
+    model = _choose("model", given["model"], tuple(SEED_MODELS)) if "model" in given else SEED_MODEL
+    baseline = SEED_MODELS[model]
+    if baseline is None:
+        for dest in _HAND_CRAFTED:
+            if dest in given:
+                raise SeedFlagError(f"{_flag(dest)}: hand-crafted features are not part of FV2ES end to end; "
+                                    "they feed the seed's baselines: give --model lf_rnn or lf_transformer")
+    else:
+        overrides.append(f"model.preset={baseline}")
+        overrides.extend(_hand_crafted(given, notes))
 
     for dest, key in _DIRECT.items():
         if dest in given:
+            if baseline and dest in _FV2ES_ONLY:
+                notes.append(f"{_flag(dest)}={_scalar(given[dest])}: the seed's {baseline} does not read it; "
+                             "nothing changes")
+                continue
             overrides.append(f"{key}={_scalar(given[dest])}")
     if "img_interval" in given:
         notes.append(f"{_flag('img_interval')}={given['img_interval']}: sets decode.img_interval_ms, which only "
@@ -195,7 +222,10 @@ def seed_request(args: argparse.Namespace, cuda_available: bool | None = None) -
         overrides.append(f"train.loss={_choose('loss', given['loss'], SEED_LOSSES)}")
     if "optim" in given:
         overrides.append(f"train.optim={_choose('optim', given['optim'], SEED_OPTIMS)}")
-    if "text_model_size" in given:
+    if "text_model_size" in given and baseline:
+        notes.append(f"{_flag('text_model_size')}={given['text_model_size']}: the seed's {baseline} does not read "
+                     "it; its text vectors come from MiniLM")
+    elif "text_model_size" in given:
         from fv2es.models.text import ALBERT_SIZES  # imports torch: only when the flag is given
 
         size = _choose("text_model_size", given["text_model_size"], tuple(ALBERT_SIZES))
@@ -223,7 +253,12 @@ def seed_request(args: argparse.Namespace, cuda_available: bool | None = None) -
     for dest in _UNUSED:
         if dest in given:
             shown = _flag(dest) if given[dest] is True else f"{_flag(dest)}={_scalar(given[dest])}"
-            notes.append(f"{shown}: an option of the seed's other models; FV2ES does not use it")
+            if baseline and dest != "feature_dim":
+                notes.append(f"{shown}: the seed parses it but builds LF_RNN(args) with its defaults (one "
+                             f"bidirectional LSTM layer of the feature width); so does fv2es "
+                             f"(model.{dest} changes it)")
+            else:
+                notes.append(f"{shown}: an option of the seed's other models; FV2ES does not use it")
 
     num_emotions = given.get("num_emotions")
     if num_emotions is not None and num_emotions <= 0:
@@ -239,6 +274,24 @@ def seed_request(args: argparse.Namespace, cuda_available: bool | None = None) -
             raise SeedFlagError(f"{_flag('ckpt_mod')}={ckpt_mod}: names branches to load from --ckpt; give --ckpt")
         ckpt_mod = _modalities("ckpt_mod", ckpt_mod)
     return SeedRequest(tuple(overrides), tuple(notes), num_emotions, valid_only, test_only, ckpt or None, ckpt_mod)
+
+
+def _hand_crafted(given: dict, notes: list[str]) -> list[str]:
+    """Overrides (and notes) of the hand-crafted-feature flags for a baseline."""
+    overrides = []
+    if "hfc_sizes" in given:
+        sizes = given["hfc_sizes"]
+        if len(sizes) != 3 or min(sizes) <= 0:
+            raise SeedFlagError(f"{_flag('hfc_sizes')}={' '.join(map(str, sizes))}: give 3 sizes > 0 "
+                                "(text audio visual)")
+        overrides.append(f"model.hfc_sizes=[{','.join(str(int(v)) for v in sizes)}]")
+    if "audio_feature_type" in given:
+        aft = given["audio_feature_type"]
+        if aft not in SEED_AUDIO_FEATURE_TYPES:
+            raise SeedFlagError(f"{_flag('audio_feature_type')}={aft}: not one of 0-6")
+        notes.append(f"{_flag('audio_feature_type')}={aft}: selects the audio columns of MESM's IEMOCAP feature "
+                     "files when they are read (fv2es.data.hcf); the shards already hold their features")
+    return overrides
 
 
 _SEED_DESTS = {flags[-1].lstrip("-").replace("-", "_"): flags for flags, _ in SEED_OPTIONS}

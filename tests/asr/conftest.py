@@ -1,44 +1,12 @@
-"""Real speech for the ASR tests: clips espeak-ng made (data/make_speech.sh), and synthetic non-speech."""
+"""Synthetic non-speech for the ASR tests, and one transcriber for the session (the real speech of
+``data/``, made by espeak-ng with data/make_speech.sh, is the ``speech`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
-
-import json
-import re
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-DATA = Path(__file__).parent / "data"
 SR = 16000
-
-
-def load_wav(name: str) -> np.ndarray:
-    """A committed 16 kHz mono 16-bit clip as float32 in [-1, 1]."""
-    with wave.open(str(DATA / name)) as w:
-        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SR, 1, 2)
-        return np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
-
-
-def truth(name: str) -> list[dict]:
-    """The sentences of clip ``name``: text, start and end (seconds), as make_speech.sh placed them."""
-    return json.loads((DATA / "speech.json").read_text())[name]["sentences"]
-
-
-def normalise(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: (substitutions + deletions + insertions) / reference words (Levenshtein on words)."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(len(ref), 1)
 
 
 def white_noise(seconds: float, level: float, seed: int = 0) -> np.ndarray:
@@ -68,10 +36,10 @@ def default_transcriber():
 
 
 @pytest.fixture(scope="session")
-def two_sentences(default_transcriber):
-    return default_transcriber(load_wav("two.wav"))
+def two_sentences(default_transcriber, speech):
+    return default_transcriber(speech.wav("two.wav"))
 
 
 @pytest.fixture(scope="session")
-def one_sentence(default_transcriber):
-    return default_transcriber(load_wav("one.wav"))
+def one_sentence(default_transcriber, speech):
+    return default_transcriber(speech.wav("one.wav"))

@@ -12,7 +12,6 @@ import pytest
 from fv2es.asr import AsrConfig, AsrModelError, Transcriber, check_model, resolve_model
 from fv2es.asr import models as asr_models
 from fv2es.errors import UserError
-from tests.asr.conftest import load_wav, truth, wer
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +93,7 @@ def test_an_english_only_model_refuses_another_language():
         Transcriber(AsrConfig(language="de"))
 
 
-def test_a_remote_model_is_copied_once_and_loads(packaged, tmp_path, monkeypatch):
+def test_a_remote_model_is_copied_once_and_loads(packaged, tmp_path, monkeypatch, speech):
     monkeypatch.setenv("FV2ES_CACHE", str(tmp_path / "cache"))
     fs = fsspec.filesystem("memory")
     uri = "memory://models/tiny-en"
@@ -108,9 +107,9 @@ def test_a_remote_model_is_copied_once_and_loads(packaged, tmp_path, monkeypatch
         assert [p.name for p in local.parent.iterdir()] == [local.name]  # no temporary folder left
         fs.rm("/models/tiny-en", recursive=True)  # a second resolve needs the cache only
         assert resolve_model(AsrConfig(model=uri + "/")) == str(local)
-        transcript = Transcriber(AsrConfig(model=uri))(load_wav("two.wav"))
-        reference = " ".join(s["text"] for s in truth("two.wav"))
-        assert wer(reference, transcript.text) <= 0.2
+        transcript = Transcriber(AsrConfig(model=uri))(speech.wav("two.wav"))
+        reference = " ".join(s["text"] for s in speech.sentences("two.wav"))
+        assert speech.wer(reference, transcript.text) <= 0.2
     finally:
         if fs.exists("/models"):
             fs.rm("/models", recursive=True)

@@ -91,11 +91,10 @@ def test_invalid_rows(kwargs, message):
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+def ray_local(ray_cluster):
+    import ray
+
+    return ray
 
 
 @pytest.mark.slow

@@ -24,6 +24,9 @@ BRANCHES = [(kind, name) for kind in BRANCH_KINDS for name in list_branches(kind
 BUILT_ELSEWHERE = {
     "fv2es_paper": "the seed's network (NesT-B, ~100 M parameters): tests/models/test_seed.py builds it "
                    "in both forms, forwards and folds it (test_folded_import_equals_training_form_import)",
+    **{name: "a seed baseline on hand-crafted feature sequences (HCFInputs, not ModelInputs): "
+             "tests/models/test_baselines.py builds it, forwards it and checks it against the seed's names"
+       for name in ("lf_rnn", "lf_transformer")},
 }
 
 

@@ -7,14 +7,13 @@ import pytest
 from fv2es.config import config_from_dict
 from fv2es.preprocess import PreprocessRequest, run_preprocess
 from fv2es.shards import ExampleShards
-from tests.pipeline.speech_media import read_wav, sentences, speech_video, word_error_rate
 
 pytestmark = pytest.mark.slow
 
 
-def test_rows_without_text_are_transcribed(ray_cluster, tmp_path):
-    video = speech_video(tmp_path / "two.mp4", read_wav("two.wav"))
-    a, b = sentences("two.wav")
+def test_rows_without_text_are_transcribed(ray_cluster, speech, tmp_path):
+    video = speech.video(tmp_path / "two.mp4", speech.wav("two.wav"))
+    a, b = speech.sentences("two.wav")
     rows = [
         {"id": "a", "video_uri": str(video), "start": a["start"] - 0.2, "end": a["end"] + 0.2, "label": "ang",
          "split": "train"},
@@ -30,8 +29,8 @@ def test_rows_without_text_are_transcribed(ray_cluster, tmp_path):
     meta = run_preprocess(cfg, PreprocessRequest("manifest", str(manifest), str(out)))
 
     texts = {r["id"]: r["text"] for r in ExampleShards(str(out)).read(columns=["id", "text"]).to_pylist()}
-    assert word_error_rate(a["text"], texts["a"]) <= 0.35, texts["a"]
-    assert word_error_rate(b["text"], texts["b"]) <= 0.35, texts["b"]
+    assert speech.wer(a["text"], texts["a"]) <= 0.35, texts["a"]
+    assert speech.wer(b["text"], texts["b"]) <= 0.35, texts["b"]
     assert texts["given"] == "words the manifest gave"  # auto: a manifest's text is never replaced
     assert meta["asr"]["utterances_without_text"] == 2 and meta["asr"]["filled_by_asr"] == 2
     assert meta["asr"]["config"]["mode"] == "auto"

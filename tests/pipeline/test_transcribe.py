@@ -14,18 +14,17 @@ from fv2es.pipeline.numbering import SegmentNumbering, number_all
 from fv2es.pipeline.packing import unpack_frame_times
 from fv2es.pipeline.plan import list_jobs
 from fv2es.pipeline.stages import DECODED_SCHEMA, Decode, Transcribe
-from tests.pipeline.speech_media import face_frames, noise, read_wav, sentences, speech_video, word_error_rate
 
 BROKEN_MODEL = AsrConfig(model="/nonexistent/whisper")  # loading it would fail: proves it is never loaded
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory):
+def media(tmp_path_factory, speech):
     root = tmp_path_factory.mktemp("speech")
-    speech_video(root / "two.mp4", read_wav("two.wav"))
-    speech_video(root / "one.mp4", read_wav("one.wav"))
-    speech_video(root / "quiet.mp4", noise(3.0))
-    write_clip(str(root / "mute.mp4"), face_frames(4.0), 10)  # no audio stream at all
+    speech.video(root / "two.mp4", speech.wav("two.wav"))
+    speech.video(root / "one.mp4", speech.wav("one.wav"))
+    speech.video(root / "quiet.mp4", speech.noise(3.0))
+    write_clip(str(root / "mute.mp4"), speech.face_frames(4.0), 10)  # no audio stream at all
     return root
 
 
@@ -99,16 +98,16 @@ def test_numbering_waits_for_every_chunk_then_counts_over_the_video():
 
 
 @pytest.mark.slow
-def test_two_sentences_become_two_segments_with_their_words(media):
+def test_two_sentences_become_two_segments_with_their_words(media, speech):
     (out,) = transcribe(decoded(media, "two.mp4"))
     assert out.schema == DECODED_SCHEMA
     rows = out.to_pylist()
-    truth = sentences("two.wav")
+    truth = speech.sentences("two.wav")
     assert len(rows) == 2
     for row, sentence in zip(rows, truth):
         assert abs(row["start"] - sentence["start"]) < 0.5 and abs(row["end"] - sentence["end"]) < 0.5
         assert row["text_source"] == "asr" and row["language"] == "en" and 0.5 < row["asr_confidence"] <= 1.0
-        assert word_error_rate(sentence["text"], row["text"]) <= 0.35, row["text"]
+        assert speech.wer(sentence["text"], row["text"]) <= 0.35, row["text"]
         assert row["waveform_samples"] == pytest.approx((row["end"] - row["start"]) * 16000, abs=2)
         times = unpack_frame_times(row)
         assert len(times) == row["frames_sampled"] >= 3 and ((times >= row["start"]) & (times < row["end"])).all()

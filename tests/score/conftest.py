@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,6 +11,13 @@ from fv2es.models import create_model, save_checkpoint
 @pytest.fixture(scope="session")
 def tiny_cfg():
     return config_from_dict({"model": {"preset": "fv2es_tiny"}, "decode": {"max_side": 320}})
+
+
+@pytest.fixture(scope="session")
+def no_asr_cfg(tiny_cfg):
+    """``tiny_cfg`` with ``asr.mode=never``, for the jobs whose tests do not look at transcripts: no
+    speech model loaded on the driver, no speech-to-text actor (captions and manifest text still count)."""
+    return dataclasses.replace(tiny_cfg, asr=dataclasses.replace(tiny_cfg.asr, mode="never"))
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,7 @@ def test_an_output_that_keeps_failing_ends_in_one_line_keeping_what_was_committe
     assert output.part_files() == [first]  # the committed part is intact, the failed one never appeared
 
 
+@pytest.mark.slow
 def test_transient_failures_are_retried_on_request_and_audio_per_row_completes(ray_cluster, demo_corpus, checkpoint,
                                                                               tiny_cfg, tmp_path, store, caplog):
     client = store.up()

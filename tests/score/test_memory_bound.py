@@ -85,6 +85,7 @@ print(peak_mib() - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_long_segments_stay_under_the_memory_ceiling(checkpoint, tmp_path):
     """8 minutes of media in one model call: with the default CPU budget (64 pieces, 256 frames)

@@ -5,6 +5,7 @@ import shutil
 
 import fsspec
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -33,12 +34,13 @@ def read_outputs(out):
     return segments, videos, json.loads((out / "_SUCCESS").read_text())
 
 
-def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path,
+@pytest.mark.slow
+def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_corpus, checkpoint, no_asr_cfg, tmp_path,
                                                            caplog):
     root = with_bad_inputs(demo_corpus, tmp_path)
     out = tmp_path / "out"
     with caplog.at_level(logging.INFO, logger="fv2es"):
-        counts = run_score(tiny_cfg, ScoreRequest(str(root), str(out), checkpoint))
+        counts = run_score(no_asr_cfg, ScoreRequest(str(root), str(out), checkpoint))
     segments, videos, success = read_outputs(out)
 
     assert counts == success
@@ -75,8 +77,9 @@ def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_cor
     assert text.count("resources: cluster 2 CPUs") == 1 and "model 1x(1 CPU, 2 threads" in text
 
 
-def test_manifest_segments_are_scored_as_given(ray_cluster, demo_corpus, checkpoint, tiny_cfg, tmp_path):
-    cfg = dataclasses.replace(tiny_cfg, segments=dataclasses.replace(tiny_cfg.segments, mode="window", window_s=1.0))
+@pytest.mark.slow
+def test_manifest_segments_are_scored_as_given(ray_cluster, demo_corpus, checkpoint, no_asr_cfg, tmp_path):
+    cfg = dataclasses.replace(no_asr_cfg, segments=dataclasses.replace(no_asr_cfg.segments, mode="window", window_s=1.0))
     out = tmp_path / "out"
     run_score(cfg, ScoreRequest(str(demo_corpus / "manifest.jsonl"), str(out), checkpoint))
     segments, videos, success = read_outputs(out)
@@ -85,14 +88,51 @@ def test_manifest_segments_are_scored_as_given(ray_cluster, demo_corpus, checkpo
     assert sorted(segments.column("utterance_id").to_pylist()) == [f"clip_{i:05d}" for i in range(6)]
     assert all(t for t in segments.column("text").to_pylist())  # the manifest's text on every window
     assert set(segments.column("text_source").to_pylist()) == {"manifest"}
+    # The same stage list run in this process (fv2es.pipeline.local, what the row-level tests here
+    # use) gives the rows this job wrote.
+    local = scored_locally(cfg, str(demo_corpus / "manifest.jsonl"), checkpoint)
+    columns = [c for c in segments.column_names if c in local.column_names and not c.endswith("_ms")]
+    assert len(columns) > 20
+
+    def rows(table):
+        return sorted(table.select(columns).to_pylist(), key=lambda r: (r["video_uri"], r["segment_index"]))
+
+    assert close(rows(local), rows(segments)), columns
 
 
-def test_window_mode_on_a_folder_splits_and_weights_by_duration(ray_cluster, demo_corpus, checkpoint, tiny_cfg,
-                                                                 tmp_path):
-    cfg = dataclasses.replace(tiny_cfg, segments=dataclasses.replace(tiny_cfg.segments, mode="window", window_s=1.0))
-    out = tmp_path / "out"
-    run_score(cfg, ScoreRequest(str(demo_corpus), str(out), checkpoint))
-    segments, videos, _ = read_outputs(out)
+def close(a, b) -> bool:
+    """``a == b``, floats (also inside lists and dicts) to 1e-5: a model on another thread count."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    return a == b
+
+
+def scored_locally(cfg, input_uri, checkpoint):
+    """The scoring job's stage list (the media stages, then the model) over ``input_uri``, run in
+    this process (:func:`fv2es.pipeline.local.run_stages`) and numbered as the job numbers it."""
+    from fv2es.pipeline.dataset import media_stages
+    from fv2es.pipeline.local import local_job, run_stages
+    from fv2es.pipeline.numbering import number_all
+    from fv2es.pipeline.plan import iter_jobs
+    from fv2es.score.model_stage import ModelStage
+
+    job = local_job(cfg, cfg.segments, model=True)
+    jobs = pa.concat_tables(iter_jobs(input_uri, cfg.score))
+    return number_all(run_stages(jobs, [*media_stages(job), ModelStage.spec(job, checkpoint, None)]))
+
+
+def test_window_mode_on_a_folder_splits_and_weights_by_duration(demo_corpus, checkpoint, no_asr_cfg):
+    """Row level, in this process (:func:`scored_locally`), summarised as the job summarises its
+    output (the folder and manifest tests above run the whole job on Ray)."""
+    from fv2es.score.summary import summarize_videos
+
+    cfg = dataclasses.replace(no_asr_cfg, segments=dataclasses.replace(no_asr_cfg.segments, mode="window", window_s=1.0))
+    segments = scored_locally(cfg, str(demo_corpus), checkpoint)
+    videos = summarize_videos(segments, EMOTIONS)
     seg = segments.to_pandas()
     assert seg.groupby("video_uri").size().tolist() == seg.groupby("video_uri")["segment_count"].first().tolist()
     assert not seg.duplicated(["video_uri", "segment_index"]).any()
@@ -109,13 +149,14 @@ def test_window_mode_on_a_folder_splits_and_weights_by_duration(ray_cluster, dem
                                    rtol=1e-6)
 
 
-def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, tiny_cfg, s3_endpoint):
+@pytest.mark.slow
+def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, no_asr_cfg, s3_endpoint):
     s3 = fsspec.filesystem("s3", **s3_endpoint)
     for clip in sorted(demo_corpus.glob("clip_*")):
         s3.pipe_file(f"data/archive/{clip.name}", clip.read_bytes())
     s3.pipe_file("data/archive/broken.mp4", b"\x00" * 100)
     req = ScoreRequest("s3://data/archive", "s3://data/scores", checkpoint, storage_options=s3_endpoint)
-    counts = run_score(tiny_cfg, req)
+    counts = run_score(no_asr_cfg, req)
     assert (counts["inputs"], counts["videos_ok"], counts["videos_failed"]) == (7, 6, 1)
     with s3.open("data/scores/videos.parquet", "rb") as f:
         videos = pq.read_table(f).to_pylist()
@@ -126,25 +167,26 @@ def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, tiny_cfg, s
         assert json.load(f)["videos"] == 7
 
 
+@pytest.mark.slow
 def test_rerun_of_a_complete_output_is_a_no_op_and_new_inputs_are_added(ray_cluster, demo_corpus, checkpoint,
-                                                                       tiny_cfg, tmp_path, caplog):
+                                                                       no_asr_cfg, tmp_path, caplog):
     root = tmp_path / "in"
     root.mkdir()
     for clip in sorted(demo_corpus.glob("clip_0000[0-2].*")):
         shutil.copy(clip, root / clip.name)
     out = tmp_path / "out"
     req = ScoreRequest(str(root), str(out), checkpoint)
-    run_score(tiny_cfg, req)
+    run_score(no_asr_cfg, req)
     parts = sorted((out / "segments").iterdir())
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fv2es"):
-        assert run_score(tiny_cfg, req)["videos"] == 3
+        assert run_score(no_asr_cfg, req)["videos"] == 3
     assert "already complete" in caplog.text and sorted((out / "segments").iterdir()) == parts
     for clip in sorted(demo_corpus.glob("clip_0000[3-4].*")):
         shutil.copy(clip, root / clip.name)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fv2es"):
-        counts = run_score(tiny_cfg, req)
+        counts = run_score(no_asr_cfg, req)
     assert "scoring 2 of 5 videos (3 already done)" in caplog.text
     segments, videos, _ = read_outputs(out)
     assert counts["videos"] == 5 and segments.num_rows == 5 and videos.num_rows == 5

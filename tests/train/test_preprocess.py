@@ -15,7 +15,7 @@ from fv2es.pipeline.packing import unpack_faces, unpack_pieces
 from fv2es.preprocess import PreprocessRequest, run_preprocess
 from fv2es.shards import EXAMPLE_COLUMNS, EXAMPLE_SCHEMA, ExampleShards
 
-from ..data.conftest import IEMOCAP_LABEL, IEMOCAP_TEXT
+pytestmark = pytest.mark.slow  # each test preprocesses with Ray (the demo shards: once per session)
 
 
 def test_demo_corpus_shards(demo_shards):
@@ -47,13 +47,14 @@ def test_demo_corpus_shards(demo_shards):
         assert row["piece_count"] == num_pieces(source["end"] - source["start"])
 
 
-def _iemocap_tree(root, seconds=110.0):
+def _iemocap_tree(root, annotations, seconds=110.0):
     """The IEMOCAP raw layout: the real annotation files, a generated dialog video and stereo wav."""
+    label, text = annotations
     dialog = root / "Session1" / "dialog"
     for folder in ("EmoEvaluation", "transcriptions", "avi/DivX", "wav"):
         (dialog / folder).mkdir(parents=True)
-    shutil.copyfile(IEMOCAP_LABEL, dialog / "EmoEvaluation" / "Ses01F_impro01.txt")
-    shutil.copyfile(IEMOCAP_TEXT, dialog / "transcriptions" / "Ses01F_impro01.txt")
+    shutil.copyfile(label, dialog / "EmoEvaluation" / "Ses01F_impro01.txt")
+    shutil.copyfile(text, dialog / "transcriptions" / "Ses01F_impro01.txt")
     fps = 4
     frames = np.zeros((int(seconds * fps), 48, 128, 3), np.uint8)
     frames[:, :, :64] = (200, 60, 60)  # left actor's half
@@ -71,8 +72,8 @@ def _iemocap_tree(root, seconds=110.0):
     return root
 
 
-def test_iemocap_layout_shards(tmp_path, ray_cluster, tiny_cfg):
-    root = _iemocap_tree(tmp_path / "IEMOCAP_full_release")
+def test_iemocap_layout_shards(tmp_path, ray_cluster, tiny_cfg, iemocap_annotations):
+    root = _iemocap_tree(tmp_path / "IEMOCAP_full_release", iemocap_annotations)
     out = tmp_path / "shards"
     meta = run_preprocess(tiny_cfg, PreprocessRequest("iemocap", str(root), str(out)))
     utterances, _ = read_iemocap(str(root))
