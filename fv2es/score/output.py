@@ -47,14 +47,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from fsspec.core import url_to_fs
 
 from fv2es.errors import UserError
 from fv2es.pipeline.plan import job_id
+from fv2es.score import jobindex
 from fv2es.score.formats import PARQUET, PartFormat
+from fv2es.score.jobindex import PART
 from fv2es.score.lease import OutputLease
 from fv2es.storage import redact_text, redact_uri
 
@@ -63,7 +64,6 @@ MODEL = "_MODEL.json"
 SEGMENTS = "segments"  # the folder of the segment files, and the name of that table in a part
 SUMMARIES = "summaries"  # the per-part job summaries (fv2es.score.summary.summarize_jobs)
 JOBS = "_jobs"  # the job index written at the finish (its format's suffix appended)
-PART = "part"  # the job index's column naming a row's part (its file name)
 READERS = 16  # small files (summaries) read at once: a store's latency, not its bandwidth, is the cost
 log = logging.getLogger(__name__)
 
@@ -212,40 +212,16 @@ class ScoreOutput:
         summarized = {posixpath.basename(p) for p in self.part_files(SUMMARIES)} if todo else set()
         with_summary = [p for p in todo if posixpath.basename(p) in summarized]
         for part, table in zip(with_summary, self._read_many([self.beside_file(p, SUMMARIES) for p in with_summary])):
-            tables.append(_named(table, posixpath.basename(part)))
+            tables.append(jobindex.named(table, posixpath.basename(part)))
         make = self.beside.get(SUMMARIES)
         for part in (p for p in todo if posixpath.basename(p) not in summarized):
             # Written before per-part summaries: summarised now when this output makes them, else job ids only.
             table = make(self._read_part(part, None)) if make else self._read_part(part, ["job_id", "video_uri"])
-            tables.append(_named(table.select([c for c in table.column_names if c != "speaker_side"]),
+            tables.append(jobindex.named(table.select([c for c in table.column_names if c != "speaker_side"]),
                                  posixpath.basename(part)))
-        if tables:
-            index = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
-            position = pc.index_in(index.column(PART), value_set=pa.array(names)).cast(pa.int32())
-            index = index.set_column(index.column_names.index(PART), PART, position)
-            order = [(PART, "ascending")] + ([("_row", "ascending")] if "_row" in index.column_names else [])
-            index = index.sort_by(order)
-        else:
-            index = pa.table({PART: pa.array([], pa.int32()), "job_id": pa.array([], pa.string()),
-                              "video_uri": pa.array([], pa.string())})
+        index = jobindex.assemble(tables, names)
         self._index = (parts, index)
         return self._index
-
-    def _latest(self, index: pa.Table) -> np.ndarray:
-        """For each row of the job index, whether its part is the last holding that job (its rows count)."""
-        if not index.num_rows:
-            return np.zeros(0, bool)
-        last = index.select(["job_id", PART]).group_by("job_id").aggregate([(PART, "max")])
-        probe = pa.table({"job_id": index.column("job_id"), "_i": pa.array(np.arange(index.num_rows))})
-        joined = probe.join(last, "job_id").sort_by("_i")
-        return pc.equal(index.column(PART), joined.column(f"{PART}_max")).to_numpy(zero_copy_only=False)
-
-    def _superseded(self) -> dict[int, pa.Array]:
-        """part position -> the ids of its jobs that a later part re-scored (empty: nothing superseded)."""
-        _, index = self.job_index()
-        old = index.filter(pa.array(~self._latest(index)))
-        return {p: old.filter(pc.equal(old.column(PART), p)).column("job_id").combine_chunks()
-                for p in pc.unique(old.column(PART)).to_pylist()}
 
     def done_ids(self, redo: Callable[[str, str], bool] | None = None) -> pa.Array:
         """The ids of the jobs whose rows are committed (a string array), less those with a row
@@ -253,15 +229,11 @@ class ScoreOutput:
         Reads the job index; with ``redo``, also the status of the failed rows, in the parts
         holding a failed job only."""
         parts, index = self.job_index()
-        latest = index.filter(pa.array(self._latest(index)))
+        latest = index.filter(pa.array(jobindex.latest(index)))
         done = pc.unique(latest.column("job_id"))
         if redo is None or not latest.num_rows:
             return done
-        if "segments" in latest.column_names:  # summarised parts: only jobs with a failed segment can be redone
-            unknown = pc.is_null(latest.column("segments"))
-            failed = pc.or_(unknown, pc.less(pc.fill_null(latest.column("segments_ok"), 0),
-                                             pc.fill_null(latest.column("segments"), 0)))
-            latest = latest.filter(failed)
+        latest = jobindex.maybe_failed(latest)  # summarised parts: only jobs with a failed segment can be redone
         redone = set()
         for p in pc.unique(latest.column(PART)).to_pylist():
             jobs = latest.filter(pc.equal(latest.column(PART), p)).column("job_id")
@@ -290,7 +262,7 @@ class ScoreOutput:
         only, when given), a part at a time (``parts``: those positions only): for reading an
         output of any size in bounded memory."""
         files, _ = self.job_index()
-        superseded = self._superseded()
+        superseded = jobindex.superseded(self.job_index()[1])
         for i in range(len(files)) if parts is None else parts:
             t = self._read_part(files[i], None if columns is None else [*columns, "job_id"])
             if i in superseded:
@@ -309,8 +281,8 @@ class ScoreOutput:
         from fv2es.score.summary import combine_jobs
 
         _, index = self.job_index()
-        index = index.filter(pa.array(self._latest(index)))
-        if index.num_rows and ("segments" not in index.column_names or index.column("segments").null_count):
+        index = index.filter(pa.array(jobindex.latest(index)))
+        if index.num_rows and not jobindex.summarized(index):
             raise ValueError("parts without a summary: make this output with beside={SUMMARIES: summarize_jobs}")
         return combine_jobs(index, emotions)
 
@@ -395,8 +367,8 @@ class ScoreOutput:
     def compact(self) -> None:
         """Rewrite the parts that hold superseded rows (a job re-scored later) without them; reads
         nothing when nothing was superseded."""
-        parts, _ = self.job_index()
-        for i, old in sorted(self._superseded().items()):
+        parts, index = self.job_index()
+        for i, old in sorted(jobindex.superseded(index).items()):
             part = parts[i]
             t = self._read_part(part, None)
             keep = pc.invert(pc.is_in(t.column("job_id"), old))
@@ -411,10 +383,8 @@ class ScoreOutput:
         self.compact()
         parts, index = self.job_index()
         tables, names = {}, {}
-        if index.num_rows and "segments" in index.column_names and not index.column("segments").null_count:
-            part_names = pa.array([posixpath.basename(p) for p in parts])
-            tables["jobs"] = index.set_column(index.column_names.index(PART), PART,
-                                              pc.take(part_names, index.column(PART)))
+        if index.num_rows and jobindex.summarized(index):
+            tables["jobs"] = jobindex.with_names(index, [posixpath.basename(p) for p in parts])
             names["jobs"] = JOBS + self.format.suffix
         tables["videos"], names["videos"] = videos, "videos" + self.format.suffix
         self._commit(tables, names)
@@ -422,11 +392,6 @@ class ScoreOutput:
             self._retrying("clear _tmp/", lambda: self.fs.rm(self._path("_tmp"), recursive=True))
         self._retrying(f"write {SUCCESS}", lambda: self.fs.pipe_file(self._path(SUCCESS),
                                                                      json.dumps(counts, indent=2).encode()))
-
-
-def _named(table: pa.Table, part: str) -> pa.Table:
-    """``table`` (a part's job rows) with the part's name as its first column."""
-    return table.add_column(0, PART, pa.array([part] * table.num_rows, pa.string()))
 
 
 def _store_error(exc: BaseException) -> bool:

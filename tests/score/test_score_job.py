@@ -35,12 +35,15 @@ def read_outputs(out):
 
 
 @pytest.mark.slow
-def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_corpus, checkpoint, no_asr_cfg, tmp_path,
-                                                           caplog):
+def test_scores_a_local_folder_with_bad_files_one_row_each_then_reruns(ray_cluster, demo_corpus, checkpoint,
+                                                                       no_asr_cfg, tmp_path, caplog):
+    """A folder with the bad files an archive has: one row each. Then the same command again: a
+    complete output is a no-op, and new inputs are added beside the first run's parts."""
     root = with_bad_inputs(demo_corpus, tmp_path)
     out = tmp_path / "out"
+    req = ScoreRequest(str(root), str(out), checkpoint)
     with caplog.at_level(logging.INFO, logger="fv2es"):
-        counts = run_score(no_asr_cfg, ScoreRequest(str(root), str(out), checkpoint))
+        counts = run_score(no_asr_cfg, req)
     segments, videos, success = read_outputs(out)
 
     assert counts == success
@@ -75,6 +78,24 @@ def test_scores_a_local_folder_with_bad_files_one_row_each(ray_cluster, demo_cor
     assert "inputs 9 | ok 6 | failed 3" in text and "video-s per wall second" in text
     # Sized from the 2-CPU cluster, logged once: one model actor with a CPU and a thread per core.
     assert text.count("resources: cluster 2 CPUs") == 1 and "model 1x(1 CPU, 2 threads" in text
+
+    # The same command again: the output is complete, nothing is scored or written.
+    parts = sorted((out / "segments").iterdir())
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fv2es"):
+        assert run_score(no_asr_cfg, req)["videos"] == 9
+    assert "already complete" in caplog.text and sorted((out / "segments").iterdir()) == parts
+    # Two new videos (with their captions) in the folder: only they are scored.
+    for clip in sorted(demo_corpus.glob("clip_0000[3-4].*")):
+        shutil.copy(clip, root / clip.name.replace("clip_", "new_"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fv2es"):
+        counts = run_score(no_asr_cfg, req)
+    assert "scoring 2 of 11 videos (9 already done)" in caplog.text
+    segments, videos, _ = read_outputs(out)
+    assert counts["videos"] == 11 and segments.num_rows == 11 and videos.num_rows == 11
+    assert len(set(segments.column("video_uri").to_pylist())) == 11
+    assert set(parts) < set((out / "segments").iterdir())  # the first run's parts were kept
 
 
 @pytest.mark.slow
@@ -165,33 +186,6 @@ def test_scores_from_and_to_s3(ray_cluster, demo_corpus, checkpoint, no_asr_cfg,
     assert s3.exists("data/scores/_SUCCESS") and not s3.exists("data/scores/_tmp")
     with s3.open("data/scores/_SUCCESS") as f:
         assert json.load(f)["videos"] == 7
-
-
-@pytest.mark.slow
-def test_rerun_of_a_complete_output_is_a_no_op_and_new_inputs_are_added(ray_cluster, demo_corpus, checkpoint,
-                                                                       no_asr_cfg, tmp_path, caplog):
-    root = tmp_path / "in"
-    root.mkdir()
-    for clip in sorted(demo_corpus.glob("clip_0000[0-2].*")):
-        shutil.copy(clip, root / clip.name)
-    out = tmp_path / "out"
-    req = ScoreRequest(str(root), str(out), checkpoint)
-    run_score(no_asr_cfg, req)
-    parts = sorted((out / "segments").iterdir())
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="fv2es"):
-        assert run_score(no_asr_cfg, req)["videos"] == 3
-    assert "already complete" in caplog.text and sorted((out / "segments").iterdir()) == parts
-    for clip in sorted(demo_corpus.glob("clip_0000[3-4].*")):
-        shutil.copy(clip, root / clip.name)
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="fv2es"):
-        counts = run_score(no_asr_cfg, req)
-    assert "scoring 2 of 5 videos (3 already done)" in caplog.text
-    segments, videos, _ = read_outputs(out)
-    assert counts["videos"] == 5 and segments.num_rows == 5 and videos.num_rows == 5
-    assert len(set(segments.column("video_uri").to_pylist())) == 5
-    assert set(parts) < set((out / "segments").iterdir())  # the first run's parts were kept
 
 
 def test_cli_errors_are_clear_and_exit_2(tmp_path, checkpoint, capsys):
