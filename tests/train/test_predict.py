@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from fv2es.compute import train_precision
 from fv2es.config import config_from_dict
 from fv2es.emotions import DEFAULT_THRESHOLD, prob_column
 from fv2es.models import create_model, load_checkpoint, read_checkpoint_info, save_checkpoint
@@ -72,7 +73,9 @@ def test_validation_and_scoring_agree_on_every_utterance(trained_form_model, tmp
     save_model(path, trained_form_model, cfg, {"epoch": 0, "thresholds": thresholds}, "manifest")
 
     # Scoring: the model stage on the same rows, from that checkpoint.
-    scored = ModelStage(path, batch_size=32)(examples)
+    # At the precision the validation ran at (train.precision and score.precision are both auto:
+    # bf16 on a CPU with native bf16, fp32 on one without).
+    scored = ModelStage(path, batch_size=32, precision=train_precision(cfg.train, "cpu"))(examples)
     score_probs = np.stack([scored[prob_column(e)].to_numpy() for e in EMOTIONS], 1)
     assert valid_probs.shape == (examples.num_rows, len(EMOTIONS))
     np.testing.assert_array_equal(score_probs, valid_probs.astype(np.float64))
