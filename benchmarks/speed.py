@@ -5,6 +5,8 @@ photograph, espeak-ng speech, an .srt sidecar on half the clips), then runs four
 it, interleaved, ``--rounds`` times (the order rotates each round):
 
   decode_floor  fv2es.media.decode of every clip at the sampling scoring uses, one process per core;
+  asr_floor     speech to text alone on the clips without captions (one Whisper, every core);
+  face_floor    the face cropper alone (batched MTCNN) on every segment's sampled frames;
   model_floor   the model alone (folded, at the precision scoring uses, torch's default threads)
                 on the utterances' decoded frames, face crops and spectrogram pieces (computed once,
                 outside the timing), in batches of 16 utterances;
@@ -15,8 +17,10 @@ it, interleaved, ``--rounds`` times (the order rotates each round):
 
 Reports video-seconds per wall second (best and median round), per-stage seconds, mean cores
 busy and peak memory of the whole process tree (Ray's workers included), ``ratio_vs_seed``
-(seed wall / fv2es wall) and ``ratio_vs_floor`` (fv2es wall / (decode floor + model floor));
-then the fixed start-up of fv2es (Ray start; a one-clip run; a line fitted through the walls).
+(seed wall / fv2es wall), ``ratio_vs_floor`` (fv2es wall / (decode floor + model floor)) and
+``ratio_vs_full_floor`` (fv2es wall / the sum of the four floors: benchmarks/speed_floors.py);
+then the fixed start-up of fv2es (Ray start; a one-clip run; a line fitted through the walls)
+and the per-clip and fixed costs of fv2es and of the full floor (floors timed on 1 and all clips).
 
     python benchmarks/speed.py --json /tmp/speed.json                # 8 clips of 10 s, 3 rounds
     python benchmarks/speed.py --scaling --write-benchmarks          # + 4/8/16 clips, BENCHMARKS.md
@@ -46,16 +50,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed_corpus import make_corpus  # noqa: E402
+from speed_floors import StageFloors, decode_clip, warm  # noqa: E402
 from speed_probe import TreeSampler  # noqa: E402
+from speed_report import CONTENDERS, FLOORS, SECTION, busy_note, report, write_benchmarks  # noqa: E402, F401
 from speed_seed import SeedWay  # noqa: E402
 
 from fv2es.compute import GPU_BATCH_SEGMENTS  # noqa: E402
 from fv2es.config import load_config  # noqa: E402
 from fv2es.models import create_model, save_checkpoint  # noqa: E402
 from fv2es.score.job import ScoreRequest, run_score  # noqa: E402
-
-CONTENDERS = ("decode_floor", "model_floor", "seed", "fv2es")
-SECTION = "## Speed against the seed's way and the floor (`benchmarks/speed.py`)"
 
 
 def scoring_precision(cfg) -> str:
@@ -64,16 +67,6 @@ def scoring_precision(cfg) -> str:
     from fv2es.compute import resolve_precision
 
     return resolve_precision(cfg.score.precision, "cpu")
-
-
-def _decode_clip(path: str, decode_cfg) -> int:
-    from fv2es.media.decode import decode
-
-    return sum(len(r.frames) for r in decode(path, None, decode_cfg))
-
-
-def _warm(_) -> None:
-    import fv2es.media.decode  # noqa: F401 -- imports paid before the timing
 
 
 class Bench:
@@ -94,7 +87,9 @@ class Bench:
         self.batches = self._model_inputs(collate)
         cpus = os.cpu_count() or 1
         self.pool = ProcessPoolExecutor(cpus, mp_context=multiprocessing.get_context("spawn"))
-        list(self.pool.map(_warm, range(cpus)))
+        list(self.pool.map(warm, range(cpus)))
+        self.floors = StageFloors(cfg, clips)
+        self.floors.warm_up()
         self.sets: dict[int, Path] = {}
         self.runs = 0
 
@@ -137,7 +132,13 @@ class Bench:
         stages, extra = {}, {}
         with TreeSampler() as probe:
             if name == "decode_floor":
-                list(self.pool.map(_decode_clip, [c.path for c in self.clips], [self.cfg.decode] * len(self.clips)))
+                list(self.pool.map(decode_clip, [c.path for c in self.clips], [self.cfg.decode] * len(self.clips)))
+            elif name == "asr_floor":
+                extra = self.floors.asr()
+                stages["asr"] = extra.pop("asr")
+            elif name == "face_floor":
+                extra = self.floors.faces()
+                stages["face"] = extra.pop("face")
             elif name == "model_floor":
                 stages["model"] = self._model_floor()
             elif name == "seed":
@@ -204,7 +205,7 @@ def summarize(runs: list[dict], video_s: float) -> dict:
            "video_s_per_s_median": video_s / median, "stages_s": stages, "cores_busy": med("cores_busy"),
            "cpu_s": med("cpu_s"), "peak_rss_mib": max(peaks) if peaks else None,
            "peak_pss_mib": max(pss) if pss else None, "processes": max(r["processes"] for r in runs)}
-    for key in ("segments", "segments_ok", "text_sources"):
+    for key in ("segments", "segments_ok", "text_sources", "clips", "words", "frames", "found"):
         if key in runs[-1]:
             out[key] = runs[-1][key]
     return out
@@ -230,82 +231,6 @@ def machine() -> dict:
         pass
     return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-
-
-def table(result: dict) -> str:
-    """The Markdown table of the contenders."""
-    names = {"decode_floor": "decode floor", "model_floor": f"model floor ({result['config']['precision']})",
-             "seed": "the seed's way", "fv2es": "`fv2es score`"}
-    lines = ["| contender | wall best / median | video-s per wall s (best / median) | stages, s (median round) "
-             "| cores busy | peak RSS / PSS |", "| --- | --- | --- | --- | --- | --- |"]
-    for name in CONTENDERS:
-        c = result["contenders"][name]
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in c["stages_s"].items()) or "-"
-        busy = "-" if c["cores_busy"] is None else f"{c['cores_busy']:.2f}"
-        mem = "-" if c["peak_rss_mib"] is None else f"{c['peak_rss_mib']:.0f} / {c['peak_pss_mib']:.0f} MiB"
-        lines.append(f"| {names[name]} | {c['best_s']:.1f} / {c['median_s']:.1f} s | {c['video_s_per_s']:.2f} / "
-                     f"{c['video_s_per_s_median']:.2f} | {stages} | {busy} | {mem} |")
-    return "\n".join(lines)
-
-
-def report(result: dict) -> str:
-    """The table plus ratios, start-up and scaling lines."""
-    r, s = result["ratio_vs_seed"], result["ratio_vs_floor"]
-    st = result["startup"]
-    lines = [table(result), "",
-             f"ratio_vs_seed (seed wall / fv2es wall): {r['best']:.2f}x best, {r['median']:.2f}x median; "
-             f"ratio_vs_floor (fv2es wall / (decode floor + model floor)): {s['best']:.2f}x best, {s['median']:.2f}x median",
-             f"fv2es start-up: Ray start {st['ray_init_s']:.1f} s (not in the walls above); one clip "
-             f"{st['one_clip_wall_s']:.1f} s wall"]
-    if st["fit"]:
-        lines[-1] += (f"; fitted over {', '.join(str(n) for n, _ in st['points'])} clips: "
-                      f"{st['fit']['fixed_s']:.1f} s fixed + {st['fit']['per_clip_s']:.2f} s per clip")
-    p = result.get("precision_check")
-    if p:
-        lines.append(f"model in bf16 autocast against fp32 ({p['utterances']} utterances): largest probability "
-                     f"difference {p['max_abs_prob_diff']:.2g}, top emotion agrees on {p['top_emotion_agreement']:.0%}, "
-                     f"{p['bf16_speedup']:.2f}x the fp32 speed")
-    if result["scaling"]:
-        lines.append("scaling: " + ", ".join(f"{n} clips {w:.1f} s" for n, w in result["scaling"].items()))
-    return "\n".join(lines)
-
-
-def busy_note(result: dict) -> str:
-    """A warning when other work shared the machine: a load average above the core count when the
-    benchmark started. (The load at the end counts the benchmark's own Ray processes: a scoring job
-    on 2 cores keeps it near 4 by itself, so it says nothing about other work.)"""
-    m = result["machine"]
-    load = (m["load_average"] or [0.0])[0]
-    if load <= m["cores"] + 0.5:
-        return ""
-    return (f" **The machine was shared: load average {load:.1f} on {m['cores']} cores at the start, so these "
-            "figures are noisy and slower than on a quiet machine.**")
-
-
-def write_benchmarks(path: Path, result: dict) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md."""
-    m, corpus = result["machine"], result["corpus"]
-    clips = corpus["clips"]
-    sizes = ", ".join(sorted({f"{c['width']}x{c['height']}" for c in clips}))
-    rates = f"{min(c['mbit_s'] for c in clips)}-{max(c['mbit_s'] for c in clips)}"
-    body = (f"{SECTION}\n\n```\n{result['command']}\n```\n\n"
-            f"{result['date']}, {m['cpu']} with {m['cores']} cores (torch threads {m['torch_threads']}), load "
-            f"average at the start {', '.join(f'{v:.1f}' for v in m['load_average'] or [])}. Corpus: "
-            f"{len(clips)} clips, {corpus['video_s']:.0f} video-seconds ({sizes}, {rates} Mbit/s, "
-            f"{corpus['voice']} speech, {sum(c['captions'] for c in clips)} with captions), "
-            f"{corpus['utterances']} utterances; model {result['config']['preset']} with "
-            f"{result['config']['text_model']}, speech-to-text {result['config']['asr']}; "
-            f"{result['rounds']} round{'s' if result['rounds'] != 1 else ''}, contenders interleaved.{busy_note(result)}"
-            + (f" `fv2es score` sized itself: {result['config']['resources']}." if result['config'].get('resources') else "")
-            + f"\n\n{report(result)}\n")
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("\n" + text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
 
 
 def start_ray(tries: int = 3) -> float:
@@ -372,7 +297,7 @@ def main(argv=None) -> dict:
         video_s = sum(c.seconds for c in bench.clips)
         runs = {name: [] for name in CONTENDERS}
         for r in range(args.rounds):
-            for name in CONTENDERS[r % 4 :] + CONTENDERS[: r % 4]:
+            for name in CONTENDERS[r % len(CONTENDERS) :] + CONTENDERS[: r % len(CONTENDERS)]:
                 runs[name].append(bench.run(name))
                 print(f"round {r + 1}/{args.rounds} {name}: {runs[name][-1]['wall_s']:.1f} s", flush=True)
         bench.clips = all_clips  # start-up and scaling runs draw on the whole corpus
@@ -398,6 +323,10 @@ def main(argv=None) -> dict:
         "ratio_vs_floor": {
             "best": c["fv2es"]["best_s"] / (c["decode_floor"]["best_s"] + c["model_floor"]["best_s"]),
             "median": c["fv2es"]["median_s"] / (c["decode_floor"]["median_s"] + c["model_floor"]["median_s"])},
+        "ratio_vs_full_floor": {k: c["fv2es"][f"{k}_s"] / sum(c[f][f"{k}_s"] for f in FLOORS)
+                                for k in ("best", "median")},
+        "floor_per_clip_s": {**{f: c[f]["best_s"] / args.clips for f in FLOORS},
+                             "full floor": sum(c[f]["best_s"] for f in FLOORS) / args.clips},
         "startup": {"ray_init_s": ray_init_s, "one_clip_wall_s": one, "points": points, "fit": fit(points)},
         "scaling": scaling or None,
         "precision_check": check,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTENDERS = ("decode_floor", "model_floor", "seed", "fv2es")
+CONTENDERS = ("decode_floor", "asr_floor", "face_floor", "model_floor", "seed", "fv2es")
+FLOORS = CONTENDERS[:4]
 
 
 @pytest.mark.slow
@@ -64,6 +65,16 @@ def test_speed_benchmark_tiny(tmp_path):
     assert result["ratio_vs_floor"]["median"] == pytest.approx(
         c["fv2es"]["median_s"] / (c["decode_floor"]["median_s"] + c["model_floor"]["median_s"]))
 
+    for k in ("best", "median"):  # the full floor: every stage's work alone, summed
+        assert result["ratio_vs_full_floor"][k] == pytest.approx(
+            c["fv2es"][f"{k}_s"] / sum(c[f][f"{k}_s"] for f in FLOORS))
+    assert result["ratio_vs_full_floor"]["best"] < result["ratio_vs_floor"]["best"]
+    per_clip = result["floor_per_clip_s"]
+    assert per_clip["full floor"] == pytest.approx(sum(c[f]["best_s"] for f in FLOORS) / 2)
+    # Speech to text is off here: its floor has nothing to transcribe; the face floor crops every frame.
+    assert c["asr_floor"]["clips"] == 0 and c["asr_floor"]["words"] == 0
+    assert c["face_floor"]["frames"] >= 4 and c["face_floor"]["found"] >= 1
+
     startup = result["startup"]
     assert startup["ray_init_s"] > 0 and startup["one_clip_wall_s"] > 0
     assert math.isfinite(startup["fit"]["fixed_s"]) and math.isfinite(startup["fit"]["per_clip_s"])
@@ -112,6 +123,8 @@ def test_write_benchmarks_replaces_only_its_section(tmp_path):
         "config": {"preset": "fv2es_paper", "text_model": "minilm", "precision": "fp32", "asr": "auto"},
         "contenders": {name: run for name in CONTENDERS},
         "ratio_vs_seed": {"best": 1.0, "median": 1.0}, "ratio_vs_floor": {"best": 0.5, "median": 0.5},
+        "ratio_vs_full_floor": {"best": 0.25, "median": 0.25},
+        "floor_per_clip_s": {**{name: 2.0 for name in FLOORS}, "full floor": 8.0},
         "startup": {"ray_init_s": 3.0, "one_clip_wall_s": 9.0, "points": [[1, 9.0], [8, 30.0]],
                     "fit": {"fixed_s": 6.0, "per_clip_s": 3.0}},
         "scaling": None,
@@ -125,5 +138,7 @@ def test_write_benchmarks_replaces_only_its_section(tmp_path):
     assert "kept\n" in text and "kept too" in text
     assert "Test CPU with 2 cores" in text and "python benchmarks/speed.py --clips 1" in text
     assert "| the seed's way | 2.0 / 2.5 s | 5.00 / 4.00 |" in text
+    assert "| speech-to-text floor | 2.0 / 2.5 s |" in text and "ratio_vs_full_floor" in text
+    assert "full floor 8.00 s" in text
     speed.write_benchmarks(path, result)  # again: still one section, in the same place
     assert path.read_text() == text
