@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,7 +223,8 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
     if saved_folded and not inference:
         raise ValueError(f"{uri}: saved in inference form (RepVGG folded); it cannot be trained further")
 
-    model = create_model(config, pretrained_text=False, text_config=info.text_config)
+    with _without_init():  # every parameter is loaded below (strict): a random init would be thrown away
+        model = create_model(config, pretrained_text=False, text_config=info.text_config)
     if saved_folded:
         model.reparameterize()  # match the saved parameter layout before loading
     model.load_state_dict(load_safetensors(data), strict=True)
@@ -232,3 +234,23 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
     model.to(device)
     return Checkpoint(model=model, config=config, thresholds=info.thresholds, extra=info.extra,
                       model_id=info.model_id, activation=info.activation, decision=info.decision)
+
+
+@contextmanager
+def _without_init():
+    """Within the block, ``torch.nn.init``'s in-place initialisers leave their tensor as it is (the
+    layers' own ``reset_parameters`` call them): a model built here holds uninitialised memory
+    until a state dict is loaded into it. Only for a model whose every parameter is then loaded."""
+    names = [n for n in vars(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, _unchanged)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
+
+
+def _unchanged(tensor, *args, **kwargs):
+    return tensor
