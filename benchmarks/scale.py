@@ -4,6 +4,7 @@ Each figure is measured in a fresh Python process (so its peak RSS growth is its
 
 - plan: planning a CSV manifest of N rows (two utterances a video), the driver's stream of job
   tables walked to the end (fv2es.pipeline.plan.iter_jobs through fv2es.score.planning.TodoPlan);
+  the largest also as Parquet and as JSON Lines;
 - prefix: listing a bucket prefix of N objects on S3 (moto's server on 127.0.0.1, a page of 1,000
   keys a request; moto's own time per page grows with the bucket, so the driver's CPU is the figure);
 - finish: the finish of a committed output of N segments (10 a video, 64 videos a part): the job
@@ -80,7 +81,7 @@ class Measure:
 
 # -- the steps, each run in its own process ---------------------------------------------------------
 
-def step_plan(work: Path, n: int) -> dict:
+def step_plan(work: Path, n: int, kind: str = "csv") -> dict:
     from fv2es.config import ScoreConfig
     from fv2es.pipeline.plan import iter_jobs
     from fv2es.score.planning import TodoPlan
@@ -95,6 +96,19 @@ def step_plan(work: Path, n: int) -> dict:
                         f"words of utterance {i}\n")
     import pyarrow as pa
 
+    if kind != "csv":  # the same rows as Parquet or JSON Lines
+        import pyarrow.csv as pv
+
+        rows = pv.read_csv(manifest, convert_options=pv.ConvertOptions(column_types={"id": pa.string()}))
+        manifest = work / f"manifest-{n}.{kind}"
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(rows, manifest)
+        else:
+            with open(manifest, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows.to_pylist())
+        del rows
     with Measure() as m:
         plan = TodoPlan(iter_jobs(str(manifest), ScoreConfig()), pa.array([], pa.string()))
         tables = sum(1 for _ in plan)
@@ -305,6 +319,7 @@ def main(argv=None) -> int:
         model_id(work)  # the tiny checkpoint, made here so that no step's figures include it
         started = time.perf_counter()
         plan = {n: run_step("plan", work, n) for n in (10_000 // div, 100_000 // div, 1_000_000 // div)}
+        formats = {kind: run_step("plan", work, 1_000_000 // div, kind) for kind in ("parquet", "jsonl")}
         # moto answers a page in time that grows with the bucket (it sorts every key each request),
         # so its 100k-object listing takes most of an hour on a busy machine: 1k and 10k here.
         sizes = [1_000 // div, 10_000 // div]
@@ -330,6 +345,9 @@ def main(argv=None) -> int:
             g = f"{growth(results):.2f} / {growth(results, 'cpu'):.2f}" if n == max(results) else ""
             print(f"| {title} | {n:,} | {r['wall']:.2f} | {1e6 * r['wall'] / n:.1f} µs | {r['cpu']:.2f} | "
                   f"{1e6 * r['cpu'] / n:.1f} µs | {r['rss']:.0f} | {g} |")
+    for kind, r in formats.items():
+        print(f"| plan manifest rows ({kind}) | {max(plan):,} | {r['wall']:.2f} | {1e6 * r['wall'] / max(plan):.1f} µs | "
+              f"{r['cpu']:.2f} | {1e6 * r['cpu'] / max(plan):.1f} µs | {r['rss']:.0f} | |")
     videos = rerun["videos"] - 10
     print(f"| rerun, complete output | {videos:,} videos | {rerun['rerun']:.2f} | | {rerun['rerun_cpu']:.2f} | | "
           f"{rerun['rss']:.0f} | |")

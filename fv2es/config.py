@@ -24,6 +24,7 @@ from fv2es.configlib import from_dict, to_dict
 from fv2es.configlib import positive as _positive
 from fv2es.errors import ConfigError
 from fv2es.media.decode import DecodeConfig
+from fv2es.media.diarize import SpeakersConfig
 from fv2es.media.faces import FaceConfig
 from fv2es.media.spectrogram import SpectrogramConfig
 from fv2es.models.config import ModelConfig
@@ -73,6 +74,8 @@ class DataConfig:
     # train/valid/test shares of the random split when no lists are given (fv2es.data.splits has no
     # default of its own: this is the one place the seed's 70/10/20 is written)
     split_ratios: tuple[float, ...] = (0.7, 0.1, 0.2)
+    # preprocessing: also write the seed's baselines' feature sequences (fv2es.models.handcrafted)
+    hand_crafted: bool = False
 
     def __post_init__(self):
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
@@ -91,6 +94,7 @@ class SegmentsConfig:
     window_s: float = 10.0  # length of fixed windows (the last one may be shorter)
     min_segment_s: float = 1.0  # speech segments shorter than this are merged with a neighbour
     max_segment_s: float = 120.0  # longer speech or whole-video segments are cut into pieces of at most this
+    per_person: bool = False  # one row per visible face track of a segment, each scored on its crops
 
     def __post_init__(self):
         _positive(self, "window_s", "min_segment_s", "max_segment_s")
@@ -177,6 +181,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling, sizes, audio rate
     faces: FaceConfig = field(default_factory=FaceConfig)  # MTCNN face crops
+    speakers: SpeakersConfig = field(default_factory=SpeakersConfig)  # who speaks when (voice embeddings)
     spectrogram: SpectrogramConfig = field(default_factory=SpectrogramConfig)  # mel pieces
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)  # which spans are scored
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)  # actors, CPUs, GPUs, batch sizes

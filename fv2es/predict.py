@@ -32,7 +32,9 @@ def samples_from_rows(rows: Sequence[dict]) -> list[dict]:
     per-frame ``face_mask`` where the row has one) -> the per-utterance samples
     :class:`~fv2es.models.inputs.Collate` takes (it ignores the mask; the packaged model's uses it)."""
     return [{"text": r["text"], "faces": unpack_faces(r["faces"]), "pieces": unpack_pieces(r["pieces"]),
-             **({"face_mask": unpack(r["face_mask"], (), np.uint8)} if r.get("face_mask") is not None else {})}
+             **({"face_mask": unpack(r["face_mask"], (), np.uint8)} if r.get("face_mask") is not None else {}),
+             # the seed's baselines' feature sequences (packed; fv2es.models.handcrafted), where present
+             **{k: r[k] for k in ("hcf_text", "hcf_audio", "hcf_visual") if k in r}}
             for r in rows]
 
 

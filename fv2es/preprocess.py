@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 import fv2es
@@ -24,7 +25,7 @@ from fv2es.pipeline.dataset import check_speech_model, init_ray, media_dataset, 
 from fv2es.pipeline.plan import jobs_from_utterances
 from fv2es.pipeline.stages.transcribe import asr_summary
 from fv2es.progress import Progress
-from fv2es.shards import ExampleShards, as_examples
+from fv2es.shards import EXAMPLE_SCHEMA, HCF_SCHEMA, ExampleShards, as_examples
 from fv2es.storage import options_for, redact_uri
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,14 @@ log = logging.getLogger(__name__)
 class PreprocessRequest:
     """What to read (dataset kind, input, optional labels and split lists) and where to write."""
 
-    dataset: str  # iemocap | mosei | manifest
-    input_uri: str  # dataset root (iemocap, mosei) or manifest file
+    dataset: str  # iemocap | mosei | manifest | iemocap-hcf | mosei-hcf (MESM's feature release)
+    input_uri: str  # dataset root (iemocap, mosei), manifest file, or MESM's data folder (*-hcf)
     output_uri: str
     labels_uri: str | None = None  # MOSEI labels (CSV or .csd), when not in the default place
     split_lists: dict[str, str] | None = None  # {"train": uri, "valid": uri, "test": uri}
     storage_options: dict | None = None
     address: str | None = None
+    audio_feature_type: int = 0  # -aft: MESM's IEMOCAP audio column set (iemocap-hcf)
 
 
 def read_dataset(req: PreprocessRequest, cfg: Config) -> tuple[list[Utterance], tuple[str, ...], ReadStats | None]:
@@ -89,8 +91,23 @@ class ToExample:
         return as_examples(table)
 
 
+def hand_crafted_summary(cfg: Config) -> dict | None:
+    """What ``metadata.json`` says of the baselines' features (None: not written): their widths,
+    columns and encoders (:mod:`fv2es.models.handcrafted` documents each dimension)."""
+    if not cfg.data.hand_crafted:
+        return None
+    from fv2es.models.handcrafted import HFC_SIZES, TEXT_MAX_LEN, TEXT_MODEL
+    from fv2es.shards import HCF_COLUMNS
+
+    return {"sizes": list(HFC_SIZES), "columns": HCF_COLUMNS, "text_model": TEXT_MODEL, "text_max_len": TEXT_MAX_LEN,
+            "visual_model": "fer2013 mini-xception (packaged)", "audio_frames_per_s": cfg.spectrogram.sample_rate
+            / cfg.spectrogram.hop_length}
+
+
 def run_preprocess(cfg: Config, req: PreprocessRequest) -> dict:
     """Read, split, decode, crop and write the shards; returns (and writes) the metadata."""
+    if req.dataset.endswith("-hcf"):
+        return import_mesm(req)
     started = time.time()
     utterances, emotions, stats = read_dataset(req, cfg)
     if not utterances:
@@ -123,6 +140,7 @@ def run_preprocess(cfg: Config, req: PreprocessRequest) -> dict:
         "config": {k: to_dict(getattr(cfg, k)) for k in ("decode", "faces", "spectrogram", "data")},
         **counts,  # seconds and sizes
         "asr": asr_summary(cfg.asr, utterances, shards.read(columns=["id", "text"])),
+        "hand_crafted": hand_crafted_summary(cfg),
     }
     meta["wall_s"] = round(time.time() - started, 1)
     shards.write_metadata(meta)
@@ -131,4 +149,46 @@ def run_preprocess(cfg: Config, req: PreprocessRequest) -> dict:
              f"{meta['wall_s']} s; {meta['shard_bytes_per_utterance_second']:.0f} bytes per utterance-second")
     if rows["total"] != len(utterances):
         raise RuntimeError(f"{len(utterances)} utterances in but {rows['total']} examples out")
+    return meta
+
+
+def import_mesm(req: PreprocessRequest) -> dict:
+    """MESM's processed release (``--dataset iemocap-hcf|mosei-hcf``, ``req.input_uri`` its data
+    folder) -> example shards holding its hand-crafted features (:func:`fv2es.data.hcf.read_mesm_examples`:
+    the seed's split lists, labels and feature columns) and no media, for the seed's baselines
+    (``-hfcs`` = the widths in ``metadata.json``). No Ray: the files are read here."""
+    from fv2es.data.hcf import read_mesm_examples
+    from fv2es.shards import HCF_COLUMNS
+
+    started = time.time()
+    dataset = req.dataset.removesuffix("-hcf")
+    emotions = IEMOCAP_EMOTIONS if dataset == "iemocap" else MOSEI_EMOTIONS
+    examples = read_mesm_examples(req.input_uri, dataset, emotions, req.audio_feature_type,
+                                  options_for(req.input_uri, req.storage_options))
+    if not examples:
+        raise InputError(f"{req.input_uri}: MESM's split lists name no utterances")
+    sizes = [int(examples[0].features.text.shape[1]), int(examples[0].features.audio.shape[1]),
+             int(examples[0].features.visual.shape[1])]
+    rows = [{"id": x.id, "split": x.split, "labels": list(x.labels), "target": [float(e in x.labels) for e in emotions],
+             "dataset": dataset, "text": x.text, "faces": b"", "face_mask": b"", "frames_sampled": 0, "faces_found": 0,
+             "pieces": b"", "piece_count": 0, "has_video": False, "has_audio": False, "status": "ok", "error": "",
+             **dict(zip(HCF_COLUMNS, (np.ascontiguousarray(a, np.float32).tobytes() for a in
+                                      (x.features.text, x.features.audio, x.features.visual))))} for x in examples]
+    for x in examples:
+        got = [x.features.text.shape[1], x.features.audio.shape[1], x.features.visual.shape[1]]
+        if got != sizes:
+            raise InputError(f"{req.input_uri}: {x.id}'s features are {got} wide, the first utterance's {sizes}")
+    table = pa.Table.from_pylist(rows, schema=pa.unify_schemas([EXAMPLE_SCHEMA, HCF_SCHEMA]))
+    shards = ExampleShards(req.output_uri, req.storage_options)
+    shards.write_table(as_examples(table))
+    counts = shards.counts(emotions)
+    meta = {"fv2es_version": fv2es.__version__, "dataset": dataset, "source": redact_uri(req.input_uri),
+            "emotions": list(emotions), **{k: counts.pop(k) for k in ("rows", "split_rows", "class_counts")},
+            "reader": None, "config": None, **counts, "asr": None,
+            "hand_crafted": {"sizes": sizes, "columns": HCF_COLUMNS, "source": "MESM's processed release",
+                             "audio_feature_type": req.audio_feature_type if dataset == "iemocap" else None},
+            "wall_s": round(time.time() - started, 1)}
+    shards.write_metadata(meta)
+    log.info(f"imported {len(rows)} utterances of MESM's {dataset} features ({' '.join(map(str, sizes))} wide: "
+             f"give -hfcs {' '.join(map(str, sizes))}) -> {req.output_uri}")
     return meta

@@ -3,7 +3,7 @@ training, evaluation and the report read.
 
 Layout of a shards location (any fsspec URI)::
 
-    examples/*.parquet   one row per utterance (schema: EXAMPLE_SCHEMA)
+    examples/*.parquet   one row per utterance (schema: EXAMPLE_SCHEMA, then HCF_SCHEMA when written)
     metadata.json        emotion names, counts per split and class, failures, config, sizes
 
 Every utterance the reader kept is a row; one that failed to decode keeps its ``status`` and
@@ -52,6 +52,14 @@ EXAMPLE_SCHEMA = pa.schema([
     ("error", pa.string()),
 ])
 EXAMPLE_COLUMNS = EXAMPLE_SCHEMA.names
+# Written after those only by `fv2es preprocess --hand-crafted` (data.hand_crafted): the seed's
+# baselines' feature sequences, float32 (L, width) bytes (fv2es.models.handcrafted documents them).
+HCF_SCHEMA = pa.schema([
+    ("hcf_text", pa.binary()),  # (tokens, 384)
+    ("hcf_audio", pa.binary()),  # (frames, 88)
+    ("hcf_visual", pa.binary()),  # (face frames, 140)
+])
+HCF_COLUMNS = HCF_SCHEMA.names
 # What the model needs of an example (fv2es.train.data.ExampleCollate), plus the target.
 MODEL_COLUMNS = ["text", "faces", "pieces", "target"]
 EXAMPLES = "examples"
@@ -79,6 +87,14 @@ class ExampleShards:
             self.fs.rm(self._path(EXAMPLES), recursive=True)
         fs, root = arrow_filesystem(self.uri, self.storage_options)
         ds.write_parquet(posixpath.join(root, EXAMPLES), filesystem=fs)
+
+    def write_table(self, table: pa.Table) -> None:
+        """Write example rows held in memory as ``examples/part-00000.parquet``, replacing earlier shards."""
+        if self.fs.exists(self._path(EXAMPLES)):
+            self.fs.rm(self._path(EXAMPLES), recursive=True)
+        self.fs.makedirs(self._path(EXAMPLES), exist_ok=True)
+        with self.fs.open(self._path(EXAMPLES, "part-00000.parquet"), "wb") as f:
+            pq.write_table(table, f)
 
     def write_metadata(self, meta: dict) -> None:
         """Write ``metadata.json`` (written last: its presence marks a finished preprocess)."""
@@ -162,8 +178,16 @@ class ExampleShards:
 
 def as_examples(table: pa.Table) -> pa.Table:
     """``table`` (rows with at least the example columns) as example rows: the schema's columns,
-    in its order, with its types."""
+    in its order, with its types; then the hand-crafted ones (:data:`HCF_COLUMNS`) when it has them."""
+    if all(c in table.column_names for c in HCF_COLUMNS):
+        return table.select(EXAMPLE_COLUMNS + HCF_COLUMNS).cast(pa.unify_schemas([EXAMPLE_SCHEMA, HCF_SCHEMA]))
     return table.select(EXAMPLE_COLUMNS).cast(EXAMPLE_SCHEMA)
+
+
+def model_columns(config) -> list[str]:
+    """The columns a model of ``config`` (a ModelConfig) reads of an example, with the target:
+    :data:`MODEL_COLUMNS`, or for the seed's baselines their features (:data:`HCF_COLUMNS`)."""
+    return [*HCF_COLUMNS, "target"] if config.hand_crafted else MODEL_COLUMNS
 
 
 def table_batches(table: pa.Table, batch_size: int) -> Iterator[pa.Table]:

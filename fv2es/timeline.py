@@ -4,7 +4,8 @@ own time on an axis from 0 to the end of the video.
 One row per emotion (its full name, :data:`fv2es.emotions.EMOTION_NAMES`): a bar across the
 segment, as high as its probability, so a video reads as a step chart per emotion. Above them the
 most probable emotion of each segment and, under it, the modality that drove it (see
-:func:`driving_modality`; shown when the rows carry per-modality columns); below them what was
+:func:`driving_modality`; shown when the rows carry per-modality columns) and who spoke in it
+(its ``speaker``, with the face track linked to that voice; shown when the rows carry one); below them what was
 said in it (its transcript), then the time axis. Failed segments are hatched across the top row; time no segment covers (pauses between
 utterances are not scored) stays empty. Every span carries ``data-start`` / ``data-end`` (seconds)
 and a tooltip with the numbers; a folded table lists the segments in full.
@@ -45,6 +46,7 @@ details.segs{font-size:12px}details.segs table{font-size:12px}
 """
 
 MODALITY_COLORS = {"text": "#4e79a7", "face": "#f28e2b", "voice": "#59a14f"}
+SPEAKER_COLORS = ("#6f4e7c", "#0b84a5", "#ca472f", "#9dd866", "#ffa056", "#8dddd0", "#f6c85f", "#7f7f7f")
 
 _STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
@@ -141,6 +143,10 @@ def timeline(segments: list[dict], emotions: list[str], duration: float | None) 
     if drivers:
         lines.append(f'<div class=lab title="the modality whose own probability of the top emotion is highest">'
                      f'driven by</div><div class="track top drv">{drivers}</div>')
+    speakers = _speakers(rows, duration)
+    if speakers:
+        lines.append(f'<div class=lab title="who speaks in the segment (one label per voice over the video)">'
+                     f'speaker</div><div class="track top drv">{speakers}</div>')
 
     few = len(ok) <= 12  # the numbers are written on the bars when there are few (and wide) ones
     for e in emotions:
@@ -185,6 +191,38 @@ def _drivers(ok: list[dict], emotions: list[str], duration: float) -> str:
     return "".join(spans)
 
 
+def speaker_color(label: str) -> str:
+    """The colour of speaker ``S<k>`` (the palette repeats after eight)."""
+    k = int(label[1:]) if label[1:].isdigit() else 0
+    return SPEAKER_COLORS[k % len(SPEAKER_COLORS)]
+
+
+def _face_of(segment: dict) -> int | None:
+    """The face track linked to the segment's speaker (from ``speaker_turns``), if any."""
+    import json
+
+    try:
+        turns = json.loads(segment.get("speaker_turns") or "[]")
+    except ValueError:
+        return None
+    return next((t[3] for t in turns if len(t) > 3 and t[2] == segment.get("speaker") and t[3] is not None), None)
+
+
+def _speakers(rows: list[dict], duration: float) -> str:
+    """The "speaker" track: per segment with a ``speaker``, its label and linked face track."""
+    spans = []
+    for s in rows:
+        who = s.get("speaker")
+        if not who or s.get("end") is None:
+            continue
+        face = _face_of(s)
+        body = who + (f" · face {face}" if face is not None else "")
+        spans.append(_span("seg", s["start"], s["end"], duration, f"background:{speaker_color(who)}",
+                           f"{_time(s['start'])} to {_time(s['end'])}: speaker {body}", _esc(body),
+                           f' data-speaker="{_esc(who)}"'))
+    return "".join(spans)
+
+
 def _said(rows: list[dict], duration: float) -> str:
     """The transcript row: a grid whose columns are the segments (and the gaps between them), as
     wide as their time, so each text sits under its segment and wraps within it."""
@@ -213,7 +251,9 @@ def segment_table(segments: list[dict], emotions: list[str], labels: dict[str, l
     """A folded table of the video's segments: time, status, most probable emotion (and the true
     labels of the manifest's utterance, when known), the transcript."""
     rows = sorted(segments, key=lambda s: (s.get("start") is None, s.get("start") or 0.0))
-    head = ["start", "end", "status", "most probable", "driven by", *(["true"] if labels else []), "said"]
+    speakers = any(s.get("speaker") for s in rows)
+    head = ["start", "end", "status", "most probable", "driven by", *(["speaker"] if speakers else []),
+            *(["true"] if labels else []), "said"]
     body = []
     for s in rows:
         e = s.get("top_emotion")
@@ -221,6 +261,8 @@ def segment_table(segments: list[dict], emotions: list[str], labels: dict[str, l
                  else "", s["status"] if s["status"] == "ok" else f"{s['status']}: {s.get('error') or ''}",
                  f"{emotion_name(e)} {s.get(prob_column(e)):.2f}" if e and s.get(prob_column(e)) is not None else "",
                  (driving_modality(s, e)[0] or "") if e else ""]
+        if speakers:
+            cells.append(s.get("speaker") or "")
         if labels:
             cells.append(", ".join(emotion_name(x) for x in labels.get(s.get("utterance_id") or "", [])))
         cells.append(s.get("text") or "")

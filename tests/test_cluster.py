@@ -230,6 +230,9 @@ def test_rayjob_cleans_up_and_uploads_a_working_dir_that_keeps_the_package(path,
         assert spec.get("submissionMode", "K8sJobMode") == "K8sJobMode"
     names = _package(REPO, tmp_path / "pkg.zip", runtime_env["excludes"])
     assert {"jobs/score.py", "fv2es/__init__.py", "fv2es/data/__init__.py", "configs/tiny.yaml"} <= names
+    # The weights fv2es ships go with the code, although checkpoints (*.safetensors) are left out.
+    shipped = {p.relative_to(REPO).as_posix() for p in (REPO / "fv2es" / "models" / "weights").glob("*.safetensors")}
+    assert shipped and shipped <= names
 
 
 def test_rayjobs_ask_for_gpus_the_way_each_job_takes_them():
@@ -389,7 +392,7 @@ def _run_score_job(base: Path, corpus: Path, checkpoint: Path, output: Path) -> 
         assert cluster.get("/api/jobs/")[0] == 200
 
         submission_id = f"fv2es-score-{int(time.time())}"
-        excludes = ["/.venv/", "/data/", "/out/", "/runs/", "*.mp4", "*.safetensors"]
+        excludes = ["/.venv/", "/data/", "/out/", "/runs/", "*.mp4", "*.safetensors", "!/fv2es/models/weights/*.safetensors"]
         submitted = cluster.cli(
             "job", "submit", "--address", cluster.dashboard_url, "--no-wait", "--submission-id", submission_id,
             "--working-dir", str(REPO), "--runtime-env-json", json.dumps({"excludes": excludes}), "--",

@@ -248,3 +248,63 @@ def read_mosei_hcf(datapath: str, phase: str,
                               _matrix(hcf["audio"][i], audio_width, f"{uri}: {uid} audio"),
                               _matrix(hcf["vision"][i], VISUAL_AU_COLUMNS, f"{uri}: {uid} vision"))
             for i, uid in enumerate(ids)}
+
+
+# --- MESM's release as training examples (``fv2es preprocess --dataset iemocap-hcf|mosei-hcf``) ----
+
+SPLIT_FOLDERS = {"iemocap": "IEMOCAP_SPLIT", "mosei": "MOSEI_SPLIT"}
+META_FOLDERS = {"iemocap": "IEMOCAP_RAW_PROCESSED", "mosei": "MOSEI_RAW_PROCESSED"}
+
+
+@dataclass(frozen=True)
+class HCFExample:
+    """One utterance of MESM's release as the seed's baselines train on it."""
+
+    id: str
+    split: str  # train | valid | test (the phase whose split list names it)
+    labels: tuple[str, ...]  # emotion names
+    text: str  # the transcript MESM's meta.pkl gives
+    features: HCFUtterance
+
+
+def read_mesm_examples(datapath: str, dataset: str, emotions: tuple[str, ...], audio_feature_type: int = 0,
+                       storage_options: Mapping[str, Any] | None = None) -> list[HCFExample]:
+    """Every utterance the seed trains and evaluates a baseline on: the ids of
+    ``{IEMOCAP|MOSEI}_SPLIT/{phase}_split.txt``, their labels and text from
+    ``{IEMOCAP|MOSEI}_RAW_PROCESSED/meta.pkl`` (IEMOCAP: one label name; CMU-MOSEI: a 0/1 vector
+    over ``emotions``), their features from the phase's feature files (as the readers above keep them)."""
+    root = datapath.rstrip("/")
+    meta_uri = posixpath.join(root, META_FOLDERS[dataset], "meta.pkl")
+    meta = load_feature_file(meta_uri, storage_options)
+    if not isinstance(meta, Mapping):
+        raise HCFFormatError(f"{meta_uri}: expected a dict of utterances, got {type(meta).__name__}")
+    out = []
+    for phase in PHASES:
+        split_uri = posixpath.join(root, SPLIT_FOLDERS[dataset], f"{phase}_split.txt")
+        try:
+            with fsspec.open(split_uri, "r", **dict(storage_options or {})) as f:
+                ids = [line.strip() for line in f.read().splitlines() if line.strip()]
+        except FileNotFoundError:
+            raise HCFFormatError(f"{split_uri}: not found (MESM's split lists)") from None
+        features = (read_iemocap_hcf(root, phase, audio_feature_type, storage_options) if dataset == "iemocap"
+                    else read_mosei_hcf(root, phase, storage_options))
+        for uid in ids:
+            if uid not in meta or uid not in features:
+                where = meta_uri if uid not in meta else f"the {phase} feature files"
+                raise HCFFormatError(f"{split_uri}: {uid} is not in {where}")
+            out.append(HCFExample(uid, phase, _labels(meta[uid], emotions, f"{meta_uri}: {uid}"),
+                                  str(meta[uid].get("text") or ""), features[uid]))
+    return out
+
+
+def _labels(entry: Mapping, emotions: tuple[str, ...], where: str) -> tuple[str, ...]:
+    label = entry.get("label") if isinstance(entry, Mapping) else None
+    if isinstance(label, str):  # IEMOCAP: the seed's emotion key
+        if label not in emotions:
+            raise HCFFormatError(f"{where}: label {label!r} is not one of {', '.join(emotions)}")
+        return (label,)
+    vector = np.asarray(label if label is not None else [], dtype=np.float64).reshape(-1)
+    if vector.shape != (len(emotions),):
+        raise HCFFormatError(f"{where}: expected a label name or a 0/1 vector over {len(emotions)} emotions, "
+                             f"got {label!r}")
+    return tuple(e for e, v in zip(emotions, vector) if v > 0)

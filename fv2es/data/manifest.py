@@ -16,7 +16,9 @@ audio_channel  channel of ``audio_uri`` that holds the speaker (0-based)
 
 The format follows the extension (``.csv``, ``.tsv``, ``.jsonl``/``.ndjson``, ``.parquet``/``.pq``;
 ``.gz`` and other compressions of the text formats are undone first). A bad row raises
-:class:`ManifestError` naming the file, the row and the column.
+:class:`ManifestError` naming the file, the row and the column. The scoring planner reads the
+same rows a column at a time (:mod:`fv2es.data.manifest_arrow`), and leaves to this reader what
+its checks do not take, so the two never disagree on a row or an error.
 """
 
 from __future__ import annotations

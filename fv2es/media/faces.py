@@ -191,6 +191,18 @@ class FaceCropper:
         return out._replace(tracks=tuple(tracks), track=-1 if chosen is None else chosen.index,
                             rule=rule if chosen is not None else "")
 
+    def track_crops(self, frames: np.ndarray, track: Track) -> FaceCrops:
+        """The crops of one of :meth:`segment`'s tracks (``segments.per_person``: every visible
+        person's own crops); frames where it was not seen get the centre-crop fallback."""
+        frames, empty = self._check(frames)
+        if empty is not None:
+            return empty
+        boxes = np.full((len(frames), 4), np.nan, np.float32)
+        probs = np.full(len(frames), np.nan, np.float32)
+        for f, box, prob in zip(track.frames, track.boxes, track.probs):
+            boxes[f], probs[f] = box, prob
+        return self._crops(frames, boxes, probs)
+
     def _pick(self, tracks: list[Track], speaker: SpeakerRule | None) -> tuple[Track | None, str]:
         select = self.config.select
         if select == "confident":

@@ -35,9 +35,9 @@ class SpectrogramConfig:
     """Options of :class:`SpectrogramPieces`; the defaults are the seed's."""
 
     sample_rate: int = geometry.SAMPLE_RATE  # Hz of the (already resampled) mono waveform
-    n_fft: int = 400  # FFT size, samples (25 ms)
-    win_length: int = 400  # window length, samples
-    hop_length: int = 200  # hop, samples (12.5 ms -> 80 frames/s)
+    n_fft: int = geometry.N_FFT  # FFT size, samples (25 ms)
+    win_length: int = geometry.N_FFT  # window length, samples
+    hop_length: int = geometry.HOP_LENGTH  # hop, samples (12.5 ms -> 80 frames/s)
     n_mels: int = geometry.N_MELS  # mel bins; must be a multiple of piece_frames
     piece_frames: int = geometry.PIECE_FRAMES  # frames per piece (0.4 s); also the band height
     log: bool = False  # seed feeds the power mel; True -> log(mel + 1e-6)

@@ -16,6 +16,8 @@ FACE_SHAPE = (FACE_SIZE, FACE_SIZE, FACE_CHANNELS)  # one uint8 crop as stored (
 
 SAMPLE_RATE = 16000  # Hz of the mono waveform the spectrogram is computed on
 N_MELS = 128  # mel bins of the spectrogram
+N_FFT = 400  # FFT size and window of the spectrogram, samples (25 ms)
+HOP_LENGTH = 200  # hop of the spectrogram, samples (12.5 ms: 80 frames per second)
 PIECE_FRAMES = 32  # spectrogram frames per piece (0.4 s at a 200-sample hop)
 PIECE_BANDS = N_MELS // PIECE_FRAMES  # mel bins are cut into square bands: the piece's channels
 PIECE_SHAPE = (PIECE_BANDS, N_MELS // PIECE_BANDS, PIECE_FRAMES)  # (bands, mel bins per band, frames)

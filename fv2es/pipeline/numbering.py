@@ -12,15 +12,30 @@ where a row came from, and :class:`SegmentNumbering` numbers a job once all of i
 
 A job is whole when every chunk is in with all its rows; its rows are then ordered by
 ``(chunk_index, chunk_row)`` and numbered 0..n-1 over the job, ``segment_count`` = n.
+
+With ``segments.per_person`` the face stage makes one row per visible person of a segment: those
+rows share the segment's ``chunk_row`` and say ``person`` / ``persons`` (which of how many), so a
+job is whole when every row of every chunk is in with all its persons; they are ordered by
+person within their segment.
+
+A whole job is also where its speakers are labelled (the same voice in two segments is one
+speaker): the speaker stage's pieces of speech of all its segments are clustered
+(:func:`fv2es.media.diarize.label_job`) into ``speaker`` and ``speaker_turns``.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fv2es.pipeline.packing import unpack
+
 PROVENANCE = ("chunk_index", "chunk_count", "chunk_row", "chunk_rows")
+PERSONS = ("person", "persons")  # a segment's rows of its visible people (segments.per_person) only
+VOICE_COLUMNS = ("voice_spans", "voice_embeddings")  # the speaker stage's, for labelling only
 
 
 class SegmentNumbering:
@@ -65,15 +80,68 @@ def _expected_rows(tables: list[pa.Table]) -> int:
             counts[chunk] = rows
     if len(counts) < chunk_count:
         return np.iinfo(np.int64).max  # a chunk not seen yet: its rows are unknown
-    return sum(counts.values())
+    if "persons" not in tables[0].column_names:
+        return sum(counts.values())
+    persons: dict[tuple[int, int], int] = {}  # (chunk, row) -> its rows (one per visible person)
+    for t in tables:
+        for key in zip(t.column("chunk_index").to_pylist(), t.column("chunk_row").to_pylist(),
+                       t.column("persons").to_pylist()):
+            persons[key[:2]] = key[2]
+    if len(persons) < sum(counts.values()):
+        return np.iinfo(np.int64).max  # a segment not seen yet: how many people it shows is unknown
+    return sum(persons.values())
 
 
 def number(job: pa.Table) -> pa.Table:
     """One whole job's rows, ordered by chunk and row, with ``segment_index`` 0..n-1 and ``segment_count`` n."""
-    job = job.sort_by([("chunk_index", "ascending"), ("chunk_row", "ascending")]).drop_columns(list(PROVENANCE))
+    keys = [("chunk_index", "ascending"), ("chunk_row", "ascending")]
+    persons = [c for c in PERSONS if c in job.column_names]
+    job = label_speakers(job.sort_by(keys + ([("person", "ascending")] if persons else [])))
+    job = job.drop_columns([*PROVENANCE, *persons])
     n = job.num_rows
     return (job.append_column("segment_index", pa.array(np.arange(n, dtype=np.int32)))
                .append_column("segment_count", pa.array(np.full(n, n, dtype=np.int32))))
+
+
+def label_speakers(job: pa.Table) -> pa.Table:
+    """One whole job's rows with ``speaker`` (``S0``, ``S1``, ... by first appearance in the video;
+    null without speech or without the speaker stage), ``speaker_turns`` (JSON ``[[start, end,
+    speaker, face_track], ...]``: the segment's runs of one voice, seconds from the media start;
+    ``face_track``: the face track whose mouth moved with that speaker's speech in most of the
+    video's segments, null when no segment's face was chosen by it); the voice columns dropped.
+    Rows without the speaker stage's columns are returned as they are."""
+    if not set(VOICE_COLUMNS) <= set(job.column_names):
+        return job
+    from fv2es.media.diarize import label_job
+
+    # A segment's rows of its people (segments.per_person) share its voice: count it once.
+    first = (np.asarray(job.column("person").to_pylist()) == 0 if "person" in job.column_names
+             else np.ones(job.num_rows, bool))
+    spans = [unpack(b, (2,), np.float32) for b, f in zip(job.column("voice_spans").to_pylist(), first) if f]
+    embeddings = [unpack(b, (256,), np.float16).astype(np.float32)
+                  for b, f in zip(job.column("voice_embeddings").to_pylist(), first) if f]
+    speakers, turns = label_job(spans, embeddings)
+    segment = np.cumsum(first) - 1  # rows are in segment order, a segment's first person first
+    speakers, turns = [speakers[k] for k in segment], [turns[k] for k in segment]
+    faces = _faces_of(speakers, job)
+    turns_json = [json.dumps([[t.start, t.end, t.speaker, faces.get(t.speaker)] for t in ts]) if ts else None
+                  for ts in turns]
+    job = job.drop_columns(list(VOICE_COLUMNS))
+    return job.append_column("speaker", pa.array(speakers, pa.string())).append_column(
+        "speaker_turns", pa.array(turns_json, pa.string()))
+
+
+def _faces_of(speakers: list, job: pa.Table) -> dict:
+    """Each speaker's face track: the one the face stage chose by its mouth (``face_select`` =
+    ``speaker``) in most of that speaker's segments."""
+    if "face_select" not in job.column_names or "face_track" not in job.column_names:
+        return {}
+    votes: dict[str, dict[int, int]] = {}
+    for who, rule, track in zip(speakers, job.column("face_select").to_pylist(), job.column("face_track").to_pylist()):
+        if who is not None and rule == "speaker" and track is not None:
+            votes.setdefault(who, {}).setdefault(track, 0)
+            votes[who][track] += 1
+    return {who: max(v, key=v.get) for who, v in votes.items()}
 
 
 def number_all(table: pa.Table) -> pa.Table:

@@ -19,12 +19,13 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from fsspec.core import url_to_fs
 
 from fv2es.config import ScoreConfig, SegmentsConfig
-from fv2es.data.manifest import iter_manifest
+from fv2es.data.manifest_arrow import ROW_SCHEMA, iter_manifest_tables, utterance_tables
 from fv2es.data.transcripts import Segment, text_for_span
 from fv2es.errors import InputError
 from fv2es.storage import redact_uri
@@ -132,19 +133,21 @@ def list_jobs(uri: str, config: ScoreConfig, storage_options: dict | None = None
 
 
 def iter_jobs(uri: str, config: ScoreConfig, storage_options: dict | None = None,
-              batch: int = PLAN_BATCH) -> Iterator[pa.Table]:
+              batch: int = PLAN_BATCH, columnar: bool = True) -> Iterator[pa.Table]:
     """The job rows (:data:`JOB_SCHEMA`, with ``job_id``) of ``uri`` in tables of at most
     ``batch`` rows: one per video from a listing (:func:`iter_videos`), or from a manifest its rows
     grouped by video and speaker (:func:`jobs_from_utterances`). A job's ``segments`` is JSON:
     the manifest's segments of that video, or ``""`` to let :func:`plan_segments` choose
-    (captions, the whole video, or windows). The driver holds one table at a time.
+    (captions, the whole video, or windows). The driver holds one table at a time. A manifest is
+    read in Arrow batches and checked a column at a time
+    (:func:`~fv2es.data.manifest_arrow.iter_manifest_tables`; ``columnar=False``: row by row).
     """
     if not is_manifest(uri):
         for page in iter_videos(uri, config.video_extensions, storage_options, batch):
             yield job_table([_job(v) for v in page])
         return
     empty = True
-    for table in _manifest_jobs(iter_manifest(uri, storage_options=storage_options), batch):
+    for table in _manifest_jobs(iter_manifest_tables(uri, storage_options, columnar), batch):
         empty = False
         yield table
     if empty:
@@ -156,33 +159,30 @@ def job_table(jobs: list[dict]) -> pa.Table:
     return pa.Table.from_pylist([{**j, "job_id": j.get("job_id") or job_id(j)} for j in jobs], schema=JOB_SCHEMA)
 
 
-_ROW_SCHEMA = pa.schema([("video_uri", pa.string()), ("speaker_side", pa.string()), ("audio_uri", pa.string()),
-                         ("audio_channel", pa.int64()), ("id", pa.string()), ("start", pa.float64()),
-                         ("end", pa.float64()), ("text", pa.string()), ("job_id", pa.string())])
+_ROW_SCHEMA = ROW_SCHEMA.append(pa.field("job_id", pa.string()))
+_KEYS = ["video_uri", "speaker_side", "audio_uri", "audio_channel"]  # what a job is (see job_id)
 
 
-def _manifest_jobs(utterances: Iterable, batch: int) -> Iterator[pa.Table]:
-    """Job tables of a stream of utterances. A manifest of at most ``batch`` rows is grouped in
-    memory; a bigger one is spread by job over :data:`SPILL_FILES` Arrow files in a temporary
-    folder (a job's rows may be anywhere in the manifest), then each file is grouped alone."""
-    rows: list[tuple] = []
+def _manifest_jobs(rows: Iterable[pa.Table], batch: int) -> Iterator[pa.Table]:
+    """Job tables of a stream of manifest row tables (:data:`~fv2es.data.manifest_arrow.ROW_SCHEMA`).
+    A manifest of at most ``batch`` rows is grouped in memory; a bigger one is spread by job over
+    :data:`SPILL_FILES` Arrow files in a temporary folder (a job's rows may be anywhere in the
+    manifest), then each file is grouped alone. Nothing comes out before every row is read."""
+    held: list[tuple[pa.Table, np.ndarray]] = []  # row tables with job ids, and their rows' spill files
+    count = 0
     writers: list | None = None
-    ids: dict[tuple, str] = {}
     with tempfile.TemporaryDirectory(prefix="fv2es-plan-") as spill:
-        for u in utterances:
-            key = (u.video_uri, u.speaker_side or "", u.audio_uri or "", -1 if u.audio_channel is None else u.audio_channel)
-            if key not in ids:
-                ids[key] = job_id({"video_uri": key[0], "speaker_side": key[1], "audio_uri": key[2],
-                                   "audio_channel": key[3]})
-            rows.append((*key, u.id, u.start, u.end, u.text, ids[key]))
-            if len(rows) >= batch:
+        for table in rows:
+            held.append(_with_job_ids(table))
+            count += table.num_rows
+            if count > batch:
                 writers = writers or _spill_writers(spill)
-                _spill(writers, rows)
-                rows, ids = [], {}
+                for part, target in held:
+                    _spill(writers, part, target)
+                held = []
         if writers is None:
-            yield from _grouped(_rows_table(rows), batch)
+            yield from _grouped(pa.concat_tables([t for t, _ in held]) if held else _ROW_SCHEMA.empty_table(), batch)
             return
-        _spill(writers, rows)
         for writer in writers:
             writer.close()
         for n in range(SPILL_FILES):
@@ -191,48 +191,73 @@ def _manifest_jobs(utterances: Iterable, batch: int) -> Iterator[pa.Table]:
             yield from _grouped(table, batch)
 
 
-def _rows_table(rows: list[tuple]) -> pa.Table:
-    return pa.Table.from_arrays([pa.array(c, t.type) for c, t in zip(zip(*rows), _ROW_SCHEMA)] if rows else
-                                [pa.array([], t.type) for t in _ROW_SCHEMA], schema=_ROW_SCHEMA)
+def _with_job_ids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """``table`` with its rows' ``job_id`` column, and each row's spill file. The ids (a digest,
+    :func:`job_id`) are computed once per distinct job of the table, not per row."""
+    key = pc.binary_join_element_wise(table.column("video_uri"), table.column("speaker_side"),
+                                      table.column("audio_uri"), table.column("audio_channel").cast(pa.string()),
+                                      "\x00")
+    distinct = pc.unique(key)
+    which = pc.index_in(key, value_set=distinct).to_numpy(zero_copy_only=False)
+    _, first = np.unique(which, return_index=True)  # each distinct job's first row
+    jobs = table.select(_KEYS).take(pa.array(first))
+    ids = _plain_ids(jobs)
+    if ids is None:
+        keys = jobs.to_pydict()
+        ids = [job_id(dict(zip(_KEYS, k))) for k in zip(*(keys[c] for c in _KEYS))]
+    targets = np.fromiter((int(j[:8], 16) % SPILL_FILES for j in ids), np.int64, len(ids))
+    return table.append_column("job_id", pc.take(pa.array(ids, pa.string()), pa.array(which))), targets[which]
+
+
+def _plain_ids(jobs: pa.Table) -> list[str] | None:
+    """:func:`job_id` of each row of ``jobs`` (the :data:`_KEYS` columns), its JSON key text made
+    by Arrow where every name is printable ASCII without ``"`` or ``\\`` (JSON quotes those as they
+    are); None when one is not."""
+    names = [jobs.column(c) for c in _KEYS[:3]]
+    if not all(pc.all(pc.match_substring_regex(c, r'^[ !#-\[\]-~]*$')).as_py() in (True, None) for c in names):
+        return None
+    channel = pc.max_element_wise(jobs.column("audio_channel"), -1).cast(pa.string())
+    keys = pc.binary_join_element_wise('["', names[0], '", "', names[1], '", "', names[2], '", ', channel, "]", "")
+    sha256 = hashlib.sha256
+    return [sha256(k).hexdigest()[:16] for k in keys.cast(pa.binary()).to_pylist()]
 
 
 def _spill_writers(folder: str) -> list:
     return [pa.ipc.new_stream(os.path.join(folder, f"{n:03d}.arrow"), _ROW_SCHEMA) for n in range(SPILL_FILES)]
 
 
-def _spill(writers: list, rows: list[tuple]) -> None:
-    """Append ``rows`` to the spill files, each job's rows to the same file (by its id's hash)."""
-    table = _rows_table(rows)
-    target = pa.array([int(j[:8], 16) % SPILL_FILES if _hex(j) else hash(j) % SPILL_FILES
-                       for j in table.column("job_id").to_pylist()], pa.int64())
+def _spill(writers: list, table: pa.Table, target: np.ndarray) -> None:
+    """Append ``table``'s rows to the spill files, each job's rows to the same file (``target``)."""
+    order = np.argsort(target, kind="stable")
+    bounds = np.searchsorted(target[order], np.arange(SPILL_FILES + 1))
+    table = table.take(pa.array(order))
     for n, writer in enumerate(writers):
-        part = table.filter(pc.equal(target, n))
-        if part.num_rows:
-            writer.write_table(part)
-
-
-def _hex(text: str) -> bool:
-    return len(text) >= 8 and all(c in "0123456789abcdef" for c in text[:8])
+        if bounds[n + 1] > bounds[n]:
+            writer.write_table(table.slice(bounds[n], bounds[n + 1] - bounds[n]))
 
 
 def _grouped(table: pa.Table, batch: int) -> Iterator[pa.Table]:
     """The job rows of a table of manifest rows, in the order each job first appears: each job's
-    segments sorted by start (none: 0) and id."""
-    groups: dict[str, list] = {}
-    first: dict[str, tuple] = {}
-    columns = [table.column(c).to_pylist() for c in _ROW_SCHEMA.names]
-    for video, side, audio, channel, uid, start, end, text, jid in zip(*columns):
-        if jid not in groups:
-            groups[jid], first[jid] = [], (video, side, audio, channel)
-        groups[jid].append([uid, start, end, text])
-    ids = list(groups)
-    for at in range(0, len(ids), batch):
-        chunk = ids[at : at + batch]
-        segments = [json.dumps(sorted(groups[j], key=lambda s: (s[1] or 0.0, s[0]))) for j in chunk]
-        video, side, audio, channel = zip(*(first[j] for j in chunk))
-        yield pa.Table.from_arrays([pa.array(video, pa.string()), pa.array(segments, pa.string()),
-                                    pa.array(audio, pa.string()), pa.array(channel, pa.int64()),
-                                    pa.array(side, pa.string()), pa.array(chunk, pa.string())], schema=JOB_SCHEMA)
+    segments sorted by start (none: 0) and id, the manifest's order among equals."""
+    if not table.num_rows:
+        return
+    jobs = table.column("job_id")
+    rank = pc.index_in(jobs, value_set=pc.unique(jobs))  # jobs numbered by first appearance
+    order = pa.table({"rank": rank, "start": pc.fill_null(table.column("start"), 0.0), "id": table.column("id"),
+                      "row": pa.array(np.arange(table.num_rows))})
+    table = table.take(pc.sort_indices(order, [("rank", "ascending"), ("start", "ascending"), ("id", "ascending"),
+                                               ("row", "ascending")]))
+    counts = np.bincount(rank.to_numpy(zero_copy_only=False))
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    segments = list(zip(*(table.column(c).to_pylist() for c in ("id", "start", "end", "text"))))
+    dumps = json.dumps
+    for at in range(0, len(counts), batch):
+        chunk = range(at, min(len(counts), at + batch))
+        firsts = table.take(pa.array(bounds[chunk.start : chunk.stop]))
+        text = [dumps(segments[bounds[j] : bounds[j + 1]]) for j in chunk]
+        yield pa.Table.from_arrays([firsts.column("video_uri"), pa.array(text, pa.string()), firsts.column("audio_uri"),
+                                    firsts.column("audio_channel"), firsts.column("speaker_side"),
+                                    firsts.column("job_id")], schema=JOB_SCHEMA)
 
 
 def jobs_from_utterances(utterances) -> list[dict]:
@@ -242,7 +267,7 @@ def jobs_from_utterances(utterances) -> list[dict]:
     actor's half of the frame and channel of the wav.
     """
     return [{k: v for k, v in row.items() if k != "job_id"}
-            for table in _manifest_jobs(utterances, PLAN_BATCH) for row in table.to_pylist()]
+            for table in _manifest_jobs(utterance_tables(utterances), PLAN_BATCH) for row in table.to_pylist()]
 
 
 def _job(video_uri: str, segments: str = "", audio_uri=None, audio_channel=None, speaker_side=None) -> dict:

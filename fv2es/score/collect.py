@@ -40,14 +40,28 @@ class VideoCollector:
             values = batch.column(c)
             total[0] += float(pc.sum(values).as_py() or 0.0)
             total[1] += len(values) - values.null_count
-        # A job is one video, or one speaker or audio track of it: keyed by its own id.
+        # A job is one video, or one speaker or audio track of it: keyed by its own id. The batch
+        # is ordered by job (first appearance) and segment, so each job's rows are a slice of it.
         keys = batch.column("job_id")
-        for key in pc.unique(keys).to_pylist():
-            rows = batch.filter(pc.equal(keys, key))
+        distinct = pc.unique(keys)
+        which = pc.index_in(keys, value_set=distinct).to_numpy(zero_copy_only=False)
+        order = np.lexsort((batch.column("segment_index").to_numpy(zero_copy_only=False), which))
+        batch, which = batch.take(pa.array(order)), which[order]
+        counts = np.bincount(which, minlength=len(distinct))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        expected = batch.column("segment_count").to_numpy(zero_copy_only=False)[starts]
+        whole = counts == expected  # a job whose rows all came in this batch
+        for j, key in enumerate(distinct.to_pylist()):
+            rows = batch.slice(starts[j], counts[j])
+            if whole[j] and key not in self.seen:
+                self.ready.append(rows)
+                continue
+            whole[j] = False
             self.pending.setdefault(key, []).append(rows)
-            self.seen[key] = self.seen.get(key, 0) + rows.num_rows
-            if self.seen[key] == rows.column("segment_count")[0].as_py():
+            self.seen[key] = self.seen.get(key, 0) + int(counts[j])
+            if self.seen[key] == expected[j]:
                 self._complete(key)
+        self._count(batch.filter(pa.array(np.repeat(whole, counts))), int(whole.sum()))
         if self.ready_videos >= self.part_videos or (self.ready and time.monotonic() - self.last_flush > self.flush_s):
             self.flush()
 
@@ -55,12 +69,21 @@ class VideoCollector:
         table = pa.concat_tables(self.pending.pop(key)).sort_by("segment_index")
         del self.seen[key]
         self.ready.append(table)
-        self.ready_videos += 1
-        self.videos_done += 1
-        ok = pc.fill_null(pc.equal(table.column("status"), OK), False).to_numpy(zero_copy_only=False)
-        self.videos_failed += not ok.any()
-        self.segments += table.num_rows
-        self.seconds += float(np.nansum(spans(table)[ok])) if ok.any() else 0.0
+        self._count(table, 1)
+
+    def _count(self, rows: pa.Table, jobs: int) -> None:
+        """Count ``jobs`` whole jobs (``rows``: theirs, each job's together) as done."""
+        if not jobs:
+            return
+        ok = pc.fill_null(pc.equal(rows.column("status"), OK), False).to_numpy(zero_copy_only=False)
+        ids = rows.column("job_id")
+        first = np.flatnonzero(np.concatenate([[True], pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+                                               .to_numpy(zero_copy_only=False)])) if len(ids) > 1 else np.array([0])
+        self.ready_videos += jobs
+        self.videos_done += jobs
+        self.videos_failed += int((np.add.reduceat(ok.astype(np.int64), first) == 0).sum())
+        self.segments += rows.num_rows
+        self.seconds += float(np.nansum(spans(rows)[ok])) if ok.any() else 0.0
 
     def flush(self) -> None:
         """Commit every whole video gathered so far, ``part_videos`` videos per part."""

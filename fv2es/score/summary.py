@@ -59,85 +59,107 @@ def summarize_jobs(segments: pa.Table) -> pa.Table:
         segments = segments.append_column("job_id", pa.array(ids, pa.string()))
     ok = pc.fill_null(pc.equal(segments.column("status"), OK), False).to_numpy(zero_copy_only=False)
     weight = np.where(ok, np.nan_to_num(spans(segments), nan=0.0), 0.0)
+    jobs = _Groups(segments.column("job_id"))
+    failed = _Groups(segments.column("job_id"), ~ok, jobs.keys)  # each job's failed rows
     columns = {
-        "video_uri": segments.column("video_uri"), "job_id": segments.column("job_id"),
-        ROW: pa.array(np.arange(segments.num_rows, dtype=np.int64)),
-        "video_duration_s": segments.column("video_duration_s").cast(pa.float64()),
-        "model_id": segments.column("model_id"),
-        "ok": pa.array(ok.astype(np.int64)), "weight": pa.array(weight),
+        "video_uri": jobs.first(segments.column("video_uri")), "job_id": jobs.keys,
+        ROW: pa.array(jobs.starts), "video_duration_s": jobs.first(segments.column("video_duration_s").cast(pa.float64())),
+        "model_id": jobs.first(segments.column("model_id")),
+        "segments": pa.array(jobs.total(np.ones(len(ok))), pa.float64()).cast(pa.int64()),
+        "segments_ok": pa.array(jobs.total(ok), pa.float64()).cast(pa.int64()),
+        "scored_seconds": pa.array(jobs.total(weight)),
+        "first_status": failed.first(segments.column("status")),
+        "first_error": failed.first(pc.fill_null(segments.column("error"), ""), skip_nulls=False),
     }
-    aggregations = [(ROW, "min"), ("video_duration_s", "first"), ("model_id", "first"),
-                    ("ok", "count", pc.CountOptions("all")), ("ok", "sum"), ("weight", "sum")]
     for c in prob_columns(segments.column_names):
         p = segments.column(c).to_numpy(zero_copy_only=False).astype(float)
         valid = ok & ~np.isnan(p)  # a modality absent from a segment (null) does not count for its mean
         p = np.where(valid, p, 0.0)
         wp, w, s, n = _partials(c)
-        columns.update({wp: pa.array(p * weight), w: pa.array(np.where(valid, weight, 0.0)), s: pa.array(p),
-                        n: pa.array(valid.astype(np.int64))})
-        aggregations += [(wp, "sum"), (w, "sum"), (s, "sum"), (n, "sum")]
-    table = pa.table(columns)
-    # Ordered aggregations ("first") need one thread; the tables here are a part's rows.
-    jobs = _renamed(table.group_by(KEYS, use_threads=False).aggregate(aggregations))
-    jobs = jobs.rename_columns({"ok_count": "segments", "ok_sum": "segments_ok", "weight_sum": "scored_seconds"})
-    failed = segments.filter(pc.invert(pa.array(ok))).select(["job_id", "status", "error"])
-    first = _renamed(pa.table({"job_id": failed.column("job_id"), "first_status": failed.column("status"),
-                               "first_error": pc.fill_null(failed.column("error"), "")})
-                     .group_by("job_id", use_threads=False).aggregate([("first_status", "first"),
-                                                                       ("first_error", "first")]))
-    jobs = jobs.join(first, "job_id", join_type="left outer").sort_by(ROW)  # a join does not keep the order
-    order = [*KEYS, ROW, "video_duration_s", "model_id", "segments", "segments_ok", "scored_seconds",
-             "first_status", "first_error"]
-    return jobs.select(order + [c for c in jobs.column_names if c not in order])
+        columns.update({wp: pa.array(jobs.total(p * weight)), w: pa.array(jobs.total(np.where(valid, weight, 0.0))),
+                        s: pa.array(jobs.total(p)), n: pa.array(jobs.total(valid), pa.float64()).cast(pa.int64())})
+    return pa.table(columns)
 
 
-def _renamed(grouped: pa.Table) -> pa.Table:
-    """A group_by result with its aggregates named as their columns (``x_sum`` -> ``x``); ``ok_*``
-    and ``weight_*`` keep the suffix, to be renamed by the caller."""
-    keep = {*KEYS, "ok_count", "ok_sum", "weight_sum"}
-    return grouped.rename_columns([c if c in keep else c.rsplit("_", 1)[0] for c in grouped.column_names])
+class _Groups:
+    """The rows of a table grouped by a key column, numbered in the order each key first appears
+    (as a hash aggregation numbers them): sums by ``numpy.bincount``, firsts by ``numpy.unique``,
+    a column at a time. ``where``: only those rows count, the groups being ``keys`` (a key's rows
+    there, or none)."""
+
+    def __init__(self, column: pa.ChunkedArray, where: np.ndarray | None = None, keys: pa.Array | None = None):
+        self.keys = pc.unique(column) if keys is None else keys
+        self.group = pc.index_in(column, value_set=self.keys).to_numpy(zero_copy_only=False)
+        self.where = np.ones(len(self.group), bool) if where is None else where
+        self.starts = self._firsts(self.where)  # each group's first row (-1: none)
+
+    def _firsts(self, where: np.ndarray) -> np.ndarray:
+        rows = np.flatnonzero(where)
+        groups, at = np.unique(self.group[rows], return_index=True)
+        firsts = np.full(len(self.keys), -1, np.int64)
+        firsts[groups] = rows[at]
+        return firsts
+
+    def total(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.group[self.where], weights=np.asarray(values, float)[self.where],
+                           minlength=len(self.keys))
+
+    def first(self, column, skip_nulls: bool = True) -> pa.Array:
+        """Each group's first value (its first non-null with ``skip_nulls``), null for a group without one."""
+        rows = self.starts
+        if skip_nulls and column.null_count:
+            rows = self._firsts(self.where & pc.is_valid(column).to_numpy(zero_copy_only=False))
+        taken = pc.take(column, pa.array(rows, mask=rows < 0))
+        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
 
 
 def combine_jobs(jobs: pa.Table, emotions: list[str]) -> pa.Table:
     """The per-video table from job summaries (:func:`summarize_jobs`), given in the order their
-    rows count (parts oldest first, each part's jobs by ``_row``): one row per ``video_uri`` with
-    the duration-weighted mean of every ``prob_*`` column over the ok segments (the plain mean
-    where those have no duration; null without one), the dominant emotion (the largest of the
-    ``emotions``' fused means), segment counts, scored seconds and the first failure."""
+    rows count (parts oldest first, each part's jobs by ``_row``): one row per ``video_uri`` (in
+    the order each first appears) with the duration-weighted mean of every ``prob_*`` column over
+    the ok segments (the plain mean where those have no duration; null without one), the dominant
+    emotion (the largest of the ``emotions``' fused means), segment counts, scored seconds and the
+    first failure.
+
+    The grouping is numpy's (``bincount`` of each sum column by the video's number, the first
+    non-null row of each video by ``unique``), a column at a time: memory a few arrays of one
+    number per job, where a hash aggregation of every column at once held several times the index."""
     probs = [c.removeprefix("_wp:") for c in jobs.column_names if c.startswith("_wp:")]
-    aggregations = [("video_duration_s", "first"), ("model_id", "first"), ("segments", "sum"),
-                    ("segments_ok", "sum"), ("scored_seconds", "sum"), ("first_status", "first"),
-                    ("first_error", "first")]
-    aggregations += [(part, "sum") for c in probs for part in _partials(c)]
-    grouped = jobs.group_by("video_uri", use_threads=False).aggregate(aggregations)
-    col = {name if name == "video_uri" else name.rsplit("_", 1)[0]: grouped.column(name)
-           for name in grouped.column_names}
-    ok = col["segments_ok"].to_numpy(zero_copy_only=False) > 0
+    videos = _Groups(jobs.column("video_uri"))
+    count = len(videos.keys)
+
+    def total(name: str) -> np.ndarray:
+        return videos.total(pc.fill_null(jobs.column(name), 0).to_numpy(zero_copy_only=False))
+
+    def first(name: str) -> pa.Array:  # each video's first non-null value (null without one)
+        return videos.first(jobs.column(name))
+
+    segments_ok = total("segments_ok")
+    ok = segments_ok > 0
     means = {}
     for c in probs:
-        wp, w, s, n = (col[part].to_numpy(zero_copy_only=False).astype(float) for part in _partials(c))
+        wp, w, s, n = (total(part) for part in _partials(c))
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(w > 0, wp / w, s / n)
         means[c] = pa.array(mean, pa.float64(), mask=~(n > 0))
     fused = [prob_column(e) for e in emotions]
-    dominant = np.full(grouped.num_rows, None, dtype=object)
+    dominant = np.full(count, None, dtype=object)
     if fused:  # the first of equal means wins, as np.argmax does
         stacked = np.stack([np.nan_to_num(means[c].to_numpy(zero_copy_only=False).astype(float), nan=-np.inf)
                             for c in fused], 1)
         dominant = np.asarray(emotions, dtype=object)[stacked.argmax(1)]
-    segments, segments_ok = col["segments"].cast(pa.int32()), col["segments_ok"].cast(pa.int32())
-    first_status = col["first_status"].cast(pa.string())
+    segments, segments_ok = pa.array(total("segments"), pa.float64()).cast(pa.int32()), pa.array(segments_ok).cast(pa.int32())
     return pa.table({
-        "video_uri": col["video_uri"],
-        "video_duration_s": col["video_duration_s"].cast(pa.float64()),
+        "video_uri": videos.keys,
+        "video_duration_s": first("video_duration_s").cast(pa.float64()),
         "segments": segments, "segments_ok": segments_ok,
         "segments_failed": pc.subtract(segments, segments_ok),
-        "scored_seconds": col["scored_seconds"].cast(pa.float64()),
+        "scored_seconds": pa.array(total("scored_seconds"), pa.float64()),
         **{c: means[c] for c in probs},
         "dominant_emotion": pa.array(np.where(ok, dominant, None), pa.string()),
-        "status": pc.if_else(pa.array(ok), OK, first_status),
-        "error": pc.fill_null(col["first_error"].cast(pa.string()), ""),
-        "model_id": col["model_id"].cast(pa.string()),
+        "status": pc.if_else(pa.array(ok), OK, first("first_status").cast(pa.string())),
+        "error": pc.fill_null(first("first_error").cast(pa.string()), ""),
+        "model_id": first("model_id").cast(pa.string()),
     })
 
 

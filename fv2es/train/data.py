@@ -10,6 +10,7 @@ import torch
 
 from fv2es.models.inputs import Collate, ModelInputs
 from fv2es.predict import Predictor, samples_from_rows
+from fv2es.shards import HCF_COLUMNS, MODEL_COLUMNS
 
 
 class ExampleCollate:
@@ -32,9 +33,16 @@ class ExampleCollate:
         return collate
 
     def __call__(self, batch: pa.Table) -> tuple[ModelInputs, torch.Tensor]:
-        rows = batch.select(["text", "faces", "pieces", "target"]).to_pylist()
+        from fv2es.models.handcrafted import ShardFeatureCollate
+
+        if isinstance(self.collate, ShardFeatureCollate):  # a baseline: the shards' own features
+            rows = batch.select([*HCF_COLUMNS, "target"]).to_pylist()
+            samples = rows
+        else:
+            rows = batch.select(MODEL_COLUMNS).to_pylist()
+            samples = samples_from_rows(rows)
         targets = torch.tensor(np.array([r["target"] for r in rows], dtype=np.float32))
-        return self.collate(samples_from_rows(rows)), targets
+        return self.collate(samples), targets
 
 
 def predict(predictor: Predictor, batches: Iterable[pa.Table], collate: ExampleCollate) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from fv2es.models.checkpoint import read_checkpoint_info
 from fv2es.predict import Predictor
-from fv2es.shards import MODEL_COLUMNS, ExampleShards, table_batches
+from fv2es.shards import ExampleShards, model_columns, table_batches
 from fv2es.storage import options_for
 from fv2es.train.data import ExampleCollate, predict
 from fv2es.train.metrics import evaluate, headline
@@ -28,7 +28,11 @@ def predict_split(checkpoint_uri: str, data_uri: str, split: str, storage_option
                                           storage_options=options_for(checkpoint_uri, storage_options))
     if predictor.emotions != info["emotions"]:
         raise ValueError(f"checkpoint emotions {predictor.emotions} != data emotions {info['emotions']}")
-    table = shards.read(MODEL_COLUMNS, split=split, usable=True)
+    if predictor.config.hand_crafted:  # the seed's baselines read the shards' own features
+        from fv2es.models.handcrafted import check_shards
+
+        check_shards(predictor.config, info, data_uri)
+    table = shards.read(model_columns(predictor.config), split=split, usable=True)
     if table.num_rows == 0:
         raise ValueError(f"{data_uri}: no usable examples in split {split!r}")
     collate = ExampleCollate.for_model(predictor.config)

@@ -22,7 +22,7 @@ from fv2es.config import Config, config_from_dict
 from fv2es.data.utterance import SPLITS
 from fv2es.errors import ConfigError, InputError
 from fv2es.models.checkpoint import read_checkpoint_info, resolve_checkpoint
-from fv2es.shards import MODEL_COLUMNS, ExampleShards
+from fv2es.shards import ExampleShards, model_columns
 from fv2es.storage import arrow_filesystem, options_for
 from fv2es.train.metrics import headline, loss_pos_weight
 from fv2es.train.run import RunFolder
@@ -73,9 +73,9 @@ def plan_run(cfg: Config, req: TrainRequest) -> PlannedRun:
         read_checkpoint_info(init_checkpoint, init_options)  # a truncated or foreign file fails here
     check_text_model(cfg)
     if cfg.model.hand_crafted:  # the seed's baselines: feature widths checked here, not in a worker
-        from fv2es.models.handcrafted import check_sizes
+        from fv2es.models.handcrafted import check_shards
 
-        check_sizes(cfg.model)
+        check_shards(cfg.model, info, req.data_uri)
     empty = [s for s in SPLITS if not info["split_rows"].get(s)]
     if empty:
         raise InputError(f"{req.data_uri}: no usable examples in the {' and '.join(empty)} split(s); "
@@ -121,7 +121,7 @@ def run_train(cfg: Config, req: TrainRequest) -> dict:
             checkpoint_config=checkpoint_config(tc.keep_checkpoints),
             # FV2ES_* settings (e.g. FV2ES_CACHE) reach the workers too.
             worker_runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("FV2ES_")}}),
-        datasets={split: run.shards.dataset(split, MODEL_COLUMNS) for split in SPLITS},
+        datasets={split: run.shards.dataset(split, model_columns(run.cfg.model)) for split in SPLITS},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     trainer.fit()

@@ -15,7 +15,7 @@ import torch
 
 from fv2es.config import Config
 from fv2es.errors import ConfigError, InputError
-from fv2es.shards import MODEL_COLUMNS, ExampleShards, table_batches
+from fv2es.shards import MODEL_COLUMNS, ExampleShards, model_columns, table_batches
 from fv2es.train.job import TrainRequest, finish_run, plan_run
 from fv2es.train.run import RunFolder
 
@@ -27,13 +27,13 @@ class LocalWorker:
     rank, world, local_world = 0, 1, 1
     device = torch.device("cpu")
 
-    def __init__(self, shards: ExampleShards, run: RunFolder):
-        self.shards, self.run = shards, run
+    def __init__(self, shards: ExampleShards, run: RunFolder, columns: list[str] = MODEL_COLUMNS):
+        self.shards, self.run, self.columns = shards, run, columns
         self._splits: dict[str, pa.Table] = {}
 
     def _split(self, split: str) -> pa.Table:
         if split not in self._splits:
-            self._splits[split] = self.shards.read(MODEL_COLUMNS, split=split, usable=True)
+            self._splits[split] = self.shards.read(self.columns, split=split, usable=True)
         return self._splits[split]
 
     def prepare_model(self, model):
@@ -73,7 +73,7 @@ def train_in_process(cfg: Config, req: TrainRequest) -> dict:
         raise InputError(f"{run.uri} already has checkpoints; continue it with `fv2es train` (Ray Train)")
     threads = torch.get_num_threads()  # the loop sizes this process's threads for its worker
     try:
-        train_loop(planned.loop_config, LocalWorker(planned.shards, run))
+        train_loop(planned.loop_config, LocalWorker(planned.shards, run, model_columns(planned.cfg.model)))
     finally:
         torch.set_num_threads(threads)
     return finish_run(req, planned.name)

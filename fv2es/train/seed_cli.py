@@ -290,7 +290,8 @@ def _hand_crafted(given: dict, notes: list[str]) -> list[str]:
         if aft not in SEED_AUDIO_FEATURE_TYPES:
             raise SeedFlagError(f"{_flag('audio_feature_type')}={aft}: not one of 0-6")
         notes.append(f"{_flag('audio_feature_type')}={aft}: selects the audio columns of MESM's IEMOCAP feature "
-                     "files when they are read (fv2es.data.hcf); the shards already hold their features")
+                     f"files when they are imported (`fv2es preprocess --dataset iemocap-hcf -aft {aft}`); the shards "
+                     "already hold their features")
     return overrides
 
 

@@ -1,7 +1,9 @@
 """Test media with several people: real face photographs side by side, taking turns to speak.
 
 The faces are skimage's astronaut (Eileen Collins) and matplotlib's Grace Hopper (a third person is
-the astronaut mirrored); the voices are three espeak-ng voices (data/voices, make_voices.sh). Each
+the astronaut mirrored); the voices are three espeak-ng voices (data/voices, make_voices.sh), the
+third one made deeper (played 0.8 times as fast: lower pitch and formants, as from a longer vocal
+tract): espeak-ng's two male variants are one voice to a speaker-embedding model. Each
 speaker's mouth opens with the envelope of their own voice (a dark ellipse between the mouth
 corners MTCNN finds on the photograph), the listeners' mouths stay shut, and every head sways a
 pixel or two, out of step with the others, so that no face is perfectly still.
@@ -23,10 +25,19 @@ TILE = 240  # each person's square of the frame, pixels
 FPS = 25
 
 
-def voice(v: int, s: int) -> np.ndarray:
-    """Sentence ``s`` (0 or 1) of voice ``v`` (0, 1, 2) as float32 at 16 kHz."""
+DEEPER = {2: 0.8}  # voice -> playback rate (below 1: deeper and slower)
+
+
+def voice(v: int, s: int, raw: bool = False) -> np.ndarray:
+    """Sentence ``s`` (0 or 1) of voice ``v`` (0, 1, 2) as float32 at 16 kHz (``raw``: as recorded,
+    without :data:`DEEPER`)."""
     with wave.open(str(VOICES / f"v{v}_{s}.wav")) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
+        audio = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
+    rate = 1.0 if raw else DEEPER.get(v, 1.0)
+    if rate == 1.0:
+        return audio
+    n = int(len(audio) / rate)
+    return np.interp(np.arange(n) * rate, np.arange(len(audio)), audio).astype(np.float32)
 
 
 def _photos() -> list[np.ndarray]:
@@ -117,3 +128,17 @@ def conversation(path: Path, order: list[int], faces: int, gap_s: float = 0.6, s
         audio = (rng.standard_normal(len(audio)) * 0.002).astype(np.float32)
     write_clip(str(path), frames, FPS, audio, RATE)
     return Conversation(path, turns, faces, len(audio) / RATE)
+
+
+def turns_audio(order: list[int], gap_s: float = 0.6, lead_s: float = 0.4, raw: bool = False):
+    """Only the sound of a conversation: voice ``order[k]`` says its next sentence in turn ``k``,
+    ``gap_s`` of silence between turns; (audio at 16 kHz, [(start s, end s, voice), ...])."""
+    said: dict[int, int] = {}
+    pieces, turns, t = [np.zeros(int(lead_s * RATE), np.float32)], [], lead_s
+    for v in order:
+        speech = voice(v, said.get(v, 0) % 2, raw)
+        said[v] = said.get(v, 0) + 1
+        turns.append((t, t + len(speech) / RATE, v))
+        pieces += [speech, np.zeros(int(gap_s * RATE), np.float32)]
+        t += len(speech) / RATE + gap_s
+    return np.concatenate(pieces), turns

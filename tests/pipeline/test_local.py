@@ -62,7 +62,7 @@ def cfg():
 
 def test_the_media_stages_of_a_job_in_this_process(demo, cfg):
     job = local_job(cfg, cfg.segments)
-    assert [s.name for s in media_stages(job)] == ["decode", "spectrogram", "faces"]
+    assert [s.name for s in media_stages(job)] == ["decode", "speakers", "spectrogram", "faces"]
     assert job.cfg.resources.face_actors >= 1 and job.cluster_cpus == 2.0  # sized as on 2 CPUs, without Ray
     rows = run_stages(pa.concat_tables(iter_jobs(str(demo), cfg.score)), media_stages(job)).to_pylist()
     by_name = {r["video_uri"].rsplit("/", 1)[1]: r for r in rows}

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -10,11 +13,13 @@ import pytest
 from fv2es.config import ResourcesConfig, SegmentsConfig
 from fv2es.data.utterance import Utterance
 from fv2es.media.decode import DecodeConfig
+from fv2es.media.diarize import SpeakersConfig
 from fv2es.media.faces import FaceConfig, FaceCropper
-from fv2es.pipeline.numbering import number_all
+from fv2es.pipeline.numbering import label_speakers, number_all
 from fv2es.pipeline.packing import unpack_faces
 from fv2es.pipeline.plan import jobs_from_utterances
-from fv2es.pipeline.stages import Decode, Faces
+from fv2es.pipeline.stages import Decode, Faces, Speakers
+from fv2es.timeline import segment_table, timeline
 from tests.pipeline.talking_faces import conversation
 
 
@@ -84,6 +89,10 @@ def test_the_speakers_face_is_chosen_among_three(stage, tmp_path):
     share, rows = accuracy(stage, three)
     assert len(rows) >= 15 and share >= 0.9
     assert {r["face_tracks"] for r in rows} == {3}
+    table = Speakers(SpeakersConfig())(decode_rows(three, [(s, e) for s, e, _ in three.turns]))
+    labelled = label_speakers(stage(table)).to_pylist()
+    assert [r["speaker"] for r in labelled] == ["S0", "S1", "S2", "S0", "S1", "S2"]
+    assert [json.loads(r["speaker_turns"])[0][3] for r in labelled] == [face for _, _, face in three.turns]
 
 
 @pytest.mark.slow
@@ -125,3 +134,78 @@ def test_the_speaker_side_wins(stage, two):
     table = table.set_column(table.schema.get_field_index("speaker_side"), "speaker_side", pa.array(["right"]))
     (row,) = stage(table).to_pylist()
     assert face == 0 and row["face_select"] == "right" and chosen_face(row, 2) == 1
+
+
+
+@pytest.fixture(scope="module")
+def labelled(stage, two) -> tuple[pa.Table, list[dict]]:
+    """The two-person clip's turns through the speaker and face stages, labelled over the video
+    (what the numbering does once a job is whole); the speaker stage's output, and the rows."""
+    table = Speakers(SpeakersConfig())(decode_rows(two, [(s, e) for s, e, _ in two.turns]))
+    return table, label_speakers(stage(table)).to_pylist()
+
+
+def test_each_turn_has_its_speaker_and_the_speakers_face(labelled, two):
+    """Who speaks when, per segment: the voices labelled over the video, in order of appearance,
+    and each speaker linked to the face whose mouth moves with their speech."""
+    table, rows = labelled
+    assert [r["speaker"] for r in rows] == ["S0", "S1", "S0", "S1"]
+    assert all(r["speaker_ms"] > 0 for r in rows)
+    for row, (s, e, face) in zip(rows, two.turns):
+        assert row["face_track"] == face  # the face chosen by the mouth is the speaker's
+        (turn,) = json.loads(row["speaker_turns"])
+        assert turn[2] == row["speaker"] and turn[3] == face  # the turn's face track, over the video
+        assert abs(turn[0] - s) < 0.1 and abs(turn[1] - e) < 0.1
+    assert "voice_embeddings" in table.column_names and not {"voice_spans", "voice_embeddings"} & set(rows[0])
+
+
+def test_the_timeline_shows_each_segments_speaker(labelled):
+    _, rows = labelled
+    for r in rows:
+        r.update(status="ok", top_emotion="hap", prob_hap=0.9)
+    html = timeline(rows, ["hap"], 12.0)
+    spans = re.findall(r'data-speaker="(S\d)"[^>]*>([^<]*)<', html)
+    assert spans == [("S0", "S0 · face 0"), ("S1", "S1 · face 1"), ("S0", "S0 · face 0"), ("S1", "S1 · face 1")]
+    assert "<th>speaker</th>" in segment_table(rows, ["hap"])
+    assert "data-speaker" not in timeline([{**r, "speaker": None} for r in rows], ["hap"], 12.0)
+
+
+def test_speakers_off_writes_null_columns_and_a_rowless_voice_is_no_speaker():
+    from fv2es.pipeline.packing import pack
+    from tests.pipeline.talking_faces import voice
+
+    batch = pa.table({"waveform": [pack(voice(0, 0)), pack(voice(1, 0)), None], "start": [0.0, 5.0, 9.0],
+                      "status": ["ok", "ok", "ok"], "has_audio": [True, True, False], "face_select": [None] * 3,
+                      "face_track": pa.nulls(3, pa.int32())})
+    off = Speakers(SpeakersConfig(mode="off"))(batch)
+    assert off.column("voice_spans").null_count == 3 and off.column("speaker_ms").null_count == 3
+    assert label_speakers(off).column("speaker").to_pylist() == [None, None, None]
+    on = label_speakers(Speakers(SpeakersConfig())(batch)).to_pylist()
+    assert [r["speaker"] for r in on] == ["S0", "S1", None]
+    assert json.loads(on[1]["speaker_turns"])[0][2:] == ["S1", None]  # no face chose it: no track
+    assert 5.0 <= json.loads(on[1]["speaker_turns"])[0][0] < 5.1  # seconds from the media start
+
+
+def test_per_person_rows_score_every_visible_face(stage, two):
+    """``segments.per_person``: one row per face track of a segment, each with that person's
+    crops; the numbering waits for every person of every segment, in any order."""
+    from fv2es.pipeline.numbering import SegmentNumbering
+
+    utterances = [Utterance(f"u{k}", str(two.path), s, e) for k, (s, e, _) in enumerate(two.turns[:2])]
+    decoded = pa.concat_tables(list(Decode(DecodeConfig(), SegmentsConfig(), ResourcesConfig())(
+        pa.Table.from_pylist(jobs_from_utterances(utterances)))))
+    rows = Faces(FaceConfig(), decode=DecodeConfig(), per_person=True)(Speakers(SpeakersConfig())(decoded))
+    assert rows.num_rows == 4 and rows.column("persons").to_pylist() == [2, 2, 2, 2]
+    numbering = SegmentNumbering()
+    assert numbering.add(rows.take([3, 0])) == []  # segment 1's first person and segment 0's second: not whole
+    assert numbering.add(rows.take([1])) == []
+    (job,) = numbering.add(rows.take([2]))
+    out = job.to_pylist()
+    assert [r["segment_index"] for r in out] == [0, 1, 2, 3] and {r["segment_count"] for r in out} == {4}
+    assert [r["face_track"] for r in out] == [0, 1, 0, 1]
+    assert [r["face_select"] for r in out] == ["speaker", "person", "person", "speaker"]  # face 0 speaks first
+    assert [r["speaker"] for r in out] == ["S0", "S0", "S1", "S1"]
+    assert not {"person", "persons", "chunk_row"} & set(job.column_names)
+    left, right = unpack_faces(out[0]["faces"]), unpack_faces(out[1]["faces"])
+    assert left.shape == right.shape and np.abs(left.astype(int) - right.astype(int)).mean() > 20  # two people
+    assert out[0]["faces"] == stage(number_all(decoded)).column("faces")[0].as_py()  # the speaker: as without it

@@ -286,3 +286,40 @@ def test_a_table_beside_each_part_is_committed_and_compacted_with_it(output_of, 
         {"job_id": "c", "count_all": 3, "prob_hap_mean": 0.5}]
     with pytest.raises(ValueError):
         output_of(beside={"segments": per_job})
+
+
+def test_the_collector_commits_whole_jobs_in_segment_order_and_counts_them(tmp_path):
+    """Rows of a job arrive split over batches and out of order, others whole in one batch: each
+    committed part holds whole jobs, each job's rows in segment order, ``part_videos`` jobs a part."""
+    from fv2es.score.collect import VideoCollector
+    from fv2es.score.output import SUMMARIES
+    from fv2es.score.summary import summarize_jobs
+
+    def rows(video: int, indices: list[int], count: int, failed: bool = False) -> list[dict]:
+        uri = f"v{video}.mp4"
+        return [{"video_uri": uri, "job_id": job_id({"video_uri": uri}), "segment_index": i, "segment_count": count,
+                 "start": 2.0 * i, "end": 2.0 * i + 2.0, "video_duration_s": 2.0 * count, "model_id": "m",
+                 "prob_hap": None if failed else 0.5, "status": "unreadable" if failed else "ok",
+                 "error": "unreadable: x" if failed else ""} for i in indices]
+
+    batches = [rows(0, [2, 0], 3) + rows(1, [0], 1) + rows(2, [1, 0], 2, failed=True),
+               rows(3, [0, 2, 1], 3) + rows(0, [1], 3),
+               rows(4, [0], 1)]
+    output = ScoreOutput(str(tmp_path / "o"), beside={SUMMARIES: summarize_jobs})
+    output.start()
+    columns = list(batches[0][0])
+    collector = VideoCollector(output, columns, part_videos=2)
+    for batch in batches:
+        collector.add(pa.Table.from_pylist(batch))
+    collector.flush()
+    assert collector.incomplete() == {}
+    assert (collector.videos_done, collector.videos_failed, collector.segments, collector.seconds) == (5, 1, 10, 16.0)
+    parts = [output._read_part(p) for p in output.part_files()]
+    assert [t.num_rows for t in parts] == [3, 6, 1]  # jobs (1, 2), (3, 0), (4)
+    for table in parts:
+        for uri in set(table.column("video_uri").to_pylist()):
+            indices = [r["segment_index"] for r in table.to_pylist() if r["video_uri"] == uri]
+            assert indices == sorted(indices) and len(indices) == table.filter(
+                pa.compute.equal(table.column("video_uri"), uri)).column("segment_count")[0].as_py()
+    assert [t.column("video_uri").to_pylist() for t in parts][:2] == [["v1.mp4", "v2.mp4", "v2.mp4"],
+                                                                      ["v3.mp4"] * 3 + ["v0.mp4"] * 3]

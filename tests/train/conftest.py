@@ -25,11 +25,13 @@ def train_cfg(tiny_cfg):
 
 @pytest.fixture(scope="session")
 def demo_shards(tmp_path_factory, ray_cluster, tiny_cfg):
-    """90 demo clips (15 per class, split 70/10/20 per class) preprocessed into shards, once per
-    session (``demo/``: the corpus; ``shards/``: the preprocess output; ``runs/``: runs on them)."""
+    """90 demo clips (15 per class, split 70/10/20 per class) preprocessed into shards, with the
+    baselines' hand-crafted features, once per session (``demo/``: the corpus; ``shards/``: the
+    preprocess output; ``runs/``: runs on them)."""
     root = tmp_path_factory.mktemp("train")
     manifest = make_demo_corpus(root / "demo", videos=90, seed=0, seconds=(1.5, 2.5))
-    run_preprocess(tiny_cfg, PreprocessRequest("manifest", str(manifest), str(root / "shards")))
+    cfg = dataclasses.replace(tiny_cfg, data=dataclasses.replace(tiny_cfg.data, hand_crafted=True))
+    run_preprocess(cfg, PreprocessRequest("manifest", str(manifest), str(root / "shards")))
     return root
 
 

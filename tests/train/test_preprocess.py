@@ -4,6 +4,7 @@ import wave
 from collections import Counter
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -13,7 +14,7 @@ from fv2es.media.encode import write_clip
 from fv2es.media.spectrogram import num_pieces
 from fv2es.pipeline.packing import unpack_faces, unpack_pieces
 from fv2es.preprocess import PreprocessRequest, run_preprocess
-from fv2es.shards import EXAMPLE_COLUMNS, EXAMPLE_SCHEMA, ExampleShards
+from fv2es.shards import EXAMPLE_COLUMNS, EXAMPLE_SCHEMA, HCF_COLUMNS, HCF_SCHEMA, ExampleShards
 
 pytestmark = pytest.mark.slow  # each test preprocesses with Ray (the demo shards: once per session)
 
@@ -32,8 +33,9 @@ def test_demo_corpus_shards(demo_shards):
     assert meta["emotions"] == list(IEMOCAP_EMOTIONS)
     assert meta["shard_bytes_per_utterance_second"] > 1000
     table = ExampleShards(str(shards)).read()
-    assert table.column_names == EXAMPLE_COLUMNS and table.num_rows == 90
-    assert table.schema.remove_metadata() == EXAMPLE_SCHEMA
+    # the demo shards hold the baselines' features too (tests/train/test_baseline_training.py checks them)
+    assert table.column_names == EXAMPLE_COLUMNS + HCF_COLUMNS and table.num_rows == 90
+    assert table.schema.remove_metadata() == pa.unify_schemas([EXAMPLE_SCHEMA, HCF_SCHEMA])
     for row in table.to_pylist():
         source = manifest[row["id"]]
         assert row["labels"] == [source["label"]] and row["split"] == source["split"]

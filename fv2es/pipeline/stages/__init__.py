@@ -11,17 +11,23 @@ order of :data:`MEDIA_STAGES`:
 - :class:`Decode` (tasks): job rows -> segment rows with frames + times, waveform, captions;
 - :class:`Transcribe` (actor pool; only when ``asr.mode`` is not ``never``): speech-to-text,
   and cutting at the speech;
+- :class:`Speakers` (tasks; unless ``speakers.mode`` is ``off``): waveform -> pieces of speech and
+  their voice embeddings (labelled per video when the job is numbered);
 - :class:`Spectrogram` (tasks): waveform -> mel pieces;
-- :class:`Faces` (actor pool): frames -> face crops.
+- :class:`Faces` (actor pool): frames -> face crops;
+- :class:`VoiceFeatures` (before the spectrogram) and :class:`FaceTextFeatures` (last), tasks, only
+  with ``data.hand_crafted``: the seed's baselines' feature sequences.
 """
 
 from fv2es.pipeline.stages.decode import DECODED_SCHEMA, Decode
 from fv2es.pipeline.stages.faces import Faces
+from fv2es.pipeline.stages.handcrafted import FaceTextFeatures, VoiceFeatures
+from fv2es.pipeline.stages.speakers import Speakers
 from fv2es.pipeline.stages.spectrogram import Spectrogram
 from fv2es.pipeline.stages.transcribe import Transcribe
 
 # The media stages, in the order they run. A new stage is one more entry here.
-MEDIA_STAGES = (Decode, Transcribe, Spectrogram, Faces)
+MEDIA_STAGES = (Decode, Transcribe, Speakers, VoiceFeatures, Spectrogram, Faces, FaceTextFeatures)
 
 
 def media_columns() -> list[str]:
@@ -44,5 +50,5 @@ def media_pools() -> dict[str, str]:
     return {stage.pool: stage.title for stage in MEDIA_STAGES if stage.pool}
 
 
-__all__ = ["DECODED_SCHEMA", "MEDIA_STAGES", "Decode", "Faces", "Spectrogram", "Transcribe", "media_columns",
-           "media_config_sections", "media_pools", "media_timing"]
+__all__ = ["DECODED_SCHEMA", "MEDIA_STAGES", "Decode", "FaceTextFeatures", "Faces", "Speakers", "Spectrogram",
+           "Transcribe", "VoiceFeatures", "media_columns", "media_config_sections", "media_pools", "media_timing"]

@@ -58,10 +58,11 @@ class Faces:
         faces = job.cfg.faces if r.face_gpus == 0 else dataclasses.replace(job.cfg.faces, device="cuda")
         return actor_spec(cls, job, (faces, max(1, round(r.face_cpus))), {
             "decode": job.cfg.decode, "storage_options": job.storage_options,
-            "tries": (r.decode_timeout_s, r.decode_retries, r.retry_backoff_s)})
+            "tries": (r.decode_timeout_s, r.decode_retries, r.retry_backoff_s),
+            "per_person": bool(getattr(job.segments, "per_person", False))})
 
     def __init__(self, config: FaceConfig, threads: int = 1, decode: DecodeConfig | None = None,
-                 storage_options: dict | None = None, tries: tuple = (600.0, 0, 1.0)):
+                 storage_options: dict | None = None, tries: tuple = (600.0, 0, 1.0), per_person: bool = False):
         import torch
 
         from fv2es.media.faces import FaceCropper
@@ -76,6 +77,7 @@ class Faces:
                                                max_side=config.sync_max_side)
         self.storage_options = storage_options or {}
         self.tries = tries
+        self.per_person = per_person
 
     def _cropper(self, select: str):
         if select not in self.croppers:
@@ -86,34 +88,52 @@ class Faces:
         rows = batch.select([c for c in _READ if c in batch.column_names]).to_pylist()
         out: dict[str, list] = {k: [] for k in ("faces", "face_mask", "faces_found", "face_tracks", "face_track",
                                                 "face_box", "face_select", "face_ms", "face_sync_ms")}
-        for row in rows:
+        taken, parts = [], []  # per output row: its input row, and (its person, of how many)
+        for i, row in enumerate(rows):
             start, sync = time.perf_counter(), [0.0]
             n = row["frames_sampled"]
-            crops = None
+            crops = frames = cropper = None
             if n:
                 # bytearray: a writable copy (torch warns on, and may not write to, read-only buffers)
                 frames = np.frombuffer(bytearray(row["frames"]), np.uint8).reshape(
                     n, row["frame_height"], row["frame_width"], 3)
                 cropper = self._cropper(row.get("speaker_side") or self.config.select)
                 crops = cropper.segment(frames, self._speaker_rule(row, frames.shape, sync))
-            out["faces"].append(pack(crops.crops) if crops else b"")
-            out["face_mask"].append(pack(crops.face_found.astype(np.uint8)) if crops else b"")
-            out["faces_found"].append(int(crops.face_found.sum()) if crops else 0)
-            out["face_tracks"].append(len(crops.tracks) if crops else 0)
-            chosen = crops.tracks[crops.track] if crops and crops.track >= 0 else None
-            out["face_track"].append(chosen.index if chosen else None)
             h, w = (row["frame_height"], row["frame_width"]) if n else (1, 1)
-            out["face_box"].append((chosen.median_box() / [w, h, w, h]).round(4).tolist() if chosen else None)
-            out["face_select"].append(crops.rule or None if crops else None)
-            out["face_ms"].append((time.perf_counter() - start) * 1000)
-            out["face_sync_ms"].append(sync[0])
+            people = self._people(crops, frames, cropper)
+            for k, (these, chosen, rule) in enumerate(people):
+                out["faces"].append(pack(these.crops) if these else b"")
+                out["face_mask"].append(pack(these.face_found.astype(np.uint8)) if these else b"")
+                out["faces_found"].append(int(these.face_found.sum()) if these else 0)
+                out["face_tracks"].append(len(crops.tracks) if crops else 0)
+                out["face_track"].append(chosen.index if chosen else None)
+                out["face_box"].append((chosen.median_box() / [w, h, w, h]).round(4).tolist() if chosen else None)
+                out["face_select"].append(rule)
+                out["face_ms"].append((time.perf_counter() - start) * 1000 / len(people))
+                out["face_sync_ms"].append(sync[0] / len(people))
+                taken.append(i)
+                parts.append((k, len(people)))
         table = batch.drop_columns([c for c in FRAME_COLUMNS if c in batch.column_names])
+        if self.per_person:
+            table = table.take(pa.array(taken, pa.int64()))
+            table = table.append_column("person", pa.array([p for p, _ in parts], pa.int32()))
+            table = table.append_column("persons", pa.array([m for _, m in parts], pa.int32()))
         types = {"faces": pa.binary(), "face_mask": pa.binary(), "faces_found": pa.int32(), "face_tracks": pa.int32(),
                  "face_track": pa.int32(), "face_box": pa.list_(pa.float32()), "face_select": pa.string(),
                  "face_ms": pa.float64(), "face_sync_ms": pa.float64()}
         for name, values in out.items():
             table = table.append_column(name, pa.array(values, types[name]))
         return table
+
+    def _people(self, crops, frames, cropper) -> list[tuple]:
+        """The rows one segment becomes: (crops, track, rule) of the chosen track; with
+        ``per_person`` and more than one track, of every track left to right (the chosen one by its
+        rule, the others ``person``)."""
+        chosen = crops.tracks[crops.track] if crops and crops.track >= 0 else None
+        if not (self.per_person and crops and len(crops.tracks) > 1):
+            return [(crops, chosen, (crops.rule or None) if crops else None)]
+        return [(crops, t, crops.rule) if t is chosen else (cropper.track_crops(frames, t), t, "person")
+                for t in crops.tracks]
 
     def _speaker_rule(self, row: dict, shape: tuple, spent: list):
         """The ``speaker`` rule of one row for :meth:`FaceCropper.segment` (None without audio)."""
