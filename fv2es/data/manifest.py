@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import fsspec
+import pyarrow as pa
 from fsspec.core import url_to_fs
 
 from fv2es.data.utterance import SIDES, SPLITS, Utterance
@@ -124,25 +125,33 @@ def _format(uri: str) -> str:
 def _rows(uri: str, kind: str, options: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(location for messages, row dict) for every data row."""
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        fs, path = url_to_fs(uri, **options)
-        with fs.open(path, "rb") as f:
-            file = pq.ParquetFile(f)
-            names = file.schema_arrow.names
-            if "video_uri" not in names:
-                raise ManifestError(f"{uri}: no 'video_uri' column (columns: {names})")
-            number = 0
-            for batch in file.iter_batches(batch_size=8192):  # a row group at most in memory
-                for row in batch.to_pylist():
-                    number += 1
-                    yield f"{uri}: row {number}", row
+        number = 0
+        for batch in parquet_batches(uri, options, 8192):  # a row group at most in memory
+            for row in batch.to_pylist():
+                number += 1
+                yield f"{uri}: row {number}", row
         return
     encoding = _encoding(uri, options)
     with fsspec.open(uri, "rb", compression="infer", **options) as raw:
         # The text in a stream, decoded as decode_text would decode the whole file.
         content = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
         yield from _text_rows(uri, kind, content)
+
+
+def parquet_batches(uri: str, options: dict[str, Any], batch_size: int,
+                    columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a Parquet manifest (``columns``: those of them it has; None: all);
+    :class:`ManifestError` when it has no ``video_uri`` column."""
+    import pyarrow.parquet as pq
+
+    fs, path = url_to_fs(uri, **options)
+    with fs.open(path, "rb") as f:
+        file = pq.ParquetFile(f)
+        names = file.schema_arrow.names
+        if "video_uri" not in names:
+            raise ManifestError(f"{uri}: no 'video_uri' column (columns: {names})")
+        wanted = None if columns is None else [c for c in columns if c in names]
+        yield from file.iter_batches(batch_size=batch_size, columns=wanted)
 
 
 def _encoding(uri: str, options: dict[str, Any]) -> str:

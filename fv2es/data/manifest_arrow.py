@@ -23,7 +23,6 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from fsspec.core import url_to_fs
 
 from fv2es.data import manifest as rows_reader
 from fv2es.data.utterance import SIDES, SPLITS
@@ -103,15 +102,7 @@ def _has_duplicates(hashes: list[np.ndarray]) -> bool:
 def _batches(uri: str, kind: str, options: dict[str, Any]) -> Iterator[pa.RecordBatch]:
     """The file's batches, every column of :data:`COLUMNS` it has (CSV: all as strings)."""
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        fs, path = url_to_fs(uri, **options)
-        with fs.open(path, "rb") as f:
-            file = pq.ParquetFile(f)
-            names = file.schema_arrow.names
-            if "video_uri" not in names:
-                raise _RowPath
-            yield from file.iter_batches(batch_size=50_000, columns=[c for c in COLUMNS if c in names])
+        yield from rows_reader.parquet_batches(uri, options, 50_000, COLUMNS)
         return
     with fsspec.open(uri, "rb", compression="infer", **options) as raw:
         if kind == "jsonl":
