@@ -182,3 +182,15 @@ def test_unknown_branch_architecture_is_refused_with_the_known_ones():
     # a branch the modalities leave out is not built, so its name is not checked
     cfg = load_config(CONFIGS / "tiny.yaml", ["model.audio_arch=wav2vec", "model.modalities=tv"])
     assert cfg.model.audio_arch == "wav2vec"
+
+
+def test_the_scoring_digest_keeps_what_changes_scores_and_drops_the_decoders_priority():
+    from fv2es.models.config import ModelConfig
+    from fv2es.score.job import scoring_config
+
+    def digest(*overrides):
+        return scoring_config(load_config(None, list(overrides)), ModelConfig())
+
+    assert digest("decode.nice=10") == digest()  # how fast, not what: a resume may change it
+    assert digest("decode.skip_nonref=true") != digest()  # other frames are sampled
+    assert "nice" not in digest()["decode"] and digest()["decode"]["skip_nonref"] is False

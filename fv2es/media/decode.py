@@ -78,6 +78,15 @@ class DecodeConfig:
     audio_channel: int | None = None  # None: mix to mono; 0/1: take that channel (IEMOCAP stereo)
     max_duration_s: float = 4 * 3600  # refuse media declaring a longer duration (TOO_LARGE)
     threads: int = 1  # decoder threads per video; 0 = FFmpeg's choice. Ray runs one decode per CPU
+    # H.264 / HEVC: skip the frames no other frame refers to (most B-frames): ~40% less decoding
+    # CPU on B-frame video (BENCHMARKS.md), but a sampled instant then takes the next *decoded*
+    # frame, a frame period or two later than the rule above. Video without B-frames (most phone
+    # recordings) decodes as before. Off by default: the sampling rule holds exactly.
+    skip_nonref: bool = False
+    # How much lower the decoder process's CPU priority is than its caller's (Unix niceness,
+    # 0-19): on a machine where decoding shares the cores with the model, a positive value lets
+    # the model (the bottleneck) have the CPU whenever it can use it; decoding takes the rest.
+    nice: int = 0
     probe_timeout_s: float = 60.0  # limit for reading one file's header (probe); a stuck input fails sooner
     io_timeout_s: float = 30.0  # connect / read timeout of remote file objects (s3, http), per request
     sidecar_max_bytes: int = SIDECAR_MAX_BYTES  # a larger transcript sidecar is bad_sidecar, not read
@@ -90,6 +99,8 @@ class DecodeConfig:
             raise ValueError(
                 f"probe_timeout_s, io_timeout_s, sidecar_max_bytes and sidecar_max_cues must be positive: {self}"
             )
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be 0-19, got {self.nice}")
         if self.audio_channel is not None and self.audio_channel < 0:
             raise ValueError(f"audio_channel must be None or >= 0, got {self.audio_channel}")
 
@@ -320,7 +331,7 @@ def _decode_container(container, segments, config: DecodeConfig) -> list[Decoded
         seg.error = _segment_problem(seg.start, seg.end, duration)
     live = [s for s in segs if not s.error]
 
-    video = VideoSink(vs, config.max_side, config.max_declared_pixels, config.threads) if vs is not None else None
+    video = VideoSink(vs, config.max_side, config.max_declared_pixels, config.threads, config.skip_nonref) if vs is not None else None
     audio = AudioSink(as_, config.sample_rate, config.audio_channel) if as_ is not None else None
     sinks = [s for s in (video, audio) if s is not None]
     errors: list[tuple[float, str, str]] = []  # (media time, message, stream kind) of decode errors

@@ -29,7 +29,8 @@ from fv2es.storage import redact_text, redact_uri
 # The child is a fresh interpreter that runs only this module's loop: not a fork (the caller may
 # hold threads, Ray's and gRPC's, whose locks a forked child would inherit locked) and not a
 # multiprocessing "spawn" child (which re-runs the caller's __main__ script before serving).
-_CHILD_CODE = "import sys; from fv2es.media.isolate import _worker_main; _worker_main(int(sys.argv[1]))"
+_CHILD_CODE = ("import sys; from fv2es.media.isolate import _worker_main; "
+               "_worker_main(int(sys.argv[1]), int(sys.argv[2]))")
 
 DecodeFn = Callable[[str, Sequence[tuple[float, float]] | None, DecodeConfig, dict | None], list[Decoded]]
 
@@ -59,7 +60,7 @@ def decode_isolated(
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     with _lock:
-        ok, payload = _call(decode_fn, (uri, segments, config, storage_options), timeout_s)
+        ok, payload = _call(decode_fn, (uri, segments, config, storage_options), timeout_s, config.nice)
     return payload if ok else failed_rows(segments, *payload)
 
 
@@ -86,7 +87,7 @@ def probe_isolated(
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     with _lock:
-        ok, payload = _call(probe, (uri, storage_options, config), timeout_s)
+        ok, payload = _call(probe, (uri, storage_options, config), timeout_s, config.nice)
     if not ok:
         raise MediaError(*payload)
     return payload
@@ -140,8 +141,11 @@ def shutdown() -> None:
             _worker = None
 
 
-def _worker_main(fd: int) -> None:
-    """The child's loop: run requests until the parent closes the socket or sends None."""
+def _worker_main(fd: int, nice: int = 0) -> None:
+    """The child's loop: run requests until the parent closes the socket or sends None. ``nice``:
+    how much lower than its parent's the child's CPU priority is (``decode.nice``)."""
+    if nice > 0:
+        os.nice(nice)
     conn = Connection(fd)
     # The parent decides what an interrupt means; a Ctrl-C in a terminal reaches both.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -165,12 +169,13 @@ def _worker_main(fd: int) -> None:
 class _Worker:
     """One child process and the parent's end of its socket."""
 
-    def __init__(self):
+    def __init__(self, nice: int = 0):
         parent_sock, child_sock = socket.socketpair()
+        self.nice = nice
         # The child imports decode_fn by module name: give it the modules this process can see.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_CODE, str(child_sock.fileno())],
+            [sys.executable, "-c", _CHILD_CODE, str(child_sock.fileno()), str(nice)],
             pass_fds=[child_sock.fileno()],
             env=env,
             stdin=subprocess.DEVNULL,
@@ -212,14 +217,15 @@ _worker: _Worker | None = None
 _request_ids = itertools.count()
 
 
-def _call(fn, args, timeout_s: float):
-    """Run ``fn(*args)`` in the child: ``(True, result)`` or ``(False, (kind, message))``."""
+def _call(fn, args, timeout_s: float, nice: int = 0):
+    """Run ``fn(*args)`` in the child (at ``nice``): ``(True, result)`` or ``(False, (kind, message))``."""
     global _worker
-    # A worker made by another process (we were forked) is not ours to use or kill.
-    if _worker is None or _worker.owner_pid != os.getpid() or not _worker.alive():
+    # A worker made by another process (we were forked) is not ours to use or kill; one started
+    # at another niceness is replaced (a process cannot raise its own priority back).
+    if _worker is None or _worker.owner_pid != os.getpid() or not _worker.alive() or _worker.nice != nice:
         if _worker is not None and _worker.owner_pid == os.getpid():
             _worker.kill()
-        _worker = _Worker()
+        _worker = _Worker(nice)
     worker, uri = _worker, redact_uri(args[0])
     request_id = next(_request_ids)
     try:

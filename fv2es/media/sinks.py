@@ -83,15 +83,22 @@ class Sink:
         return frame.time - self.origin if frame.time is not None else self.end
 
 
+# Decoders whose skipping of non-reference frames is known to keep every reference frame (FFmpeg's
+# AVDISCARD_NONREF); other codecs decode every frame.
+NONREF_CODECS = frozenset({"h264", "hevc"})
+
+
 class VideoSink(Sink):
     """Keeps the sampled frames: scaled to the target size, converted to RGB, turned upright."""
 
     kind = "video"
 
-    def __init__(self, stream, max_side: int, max_pixels: int, threads: int):
+    def __init__(self, stream, max_side: int, max_pixels: int, threads: int, skip_nonref: bool = False):
         super().__init__(stream)
         stream.codec_context.thread_count = threads
         stream.codec_context.thread_type = "AUTO"
+        if skip_nonref and stream.codec_context.name in NONREF_CODECS:
+            stream.codec_context.skip_frame = "NONREF"
         limit_pixels(stream, max_pixels)
         self.size = target_size(stream.codec_context.width, stream.codec_context.height, max_side)
         self.shape = (self.size[1], self.size[0])  # (H, W) of kept frames, for empty rows too

@@ -19,7 +19,10 @@ from typing import Any
 
 import fsspec
 import torch
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 from safetensors.torch import load as load_safetensors
+from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import save as save_safetensors
 
 import fv2es
@@ -34,6 +37,8 @@ FORMAT = "fv2es-checkpoint/1"
 # checkpoint, then the model file of one ``checkpoint_epoch_NNN/`` folder.
 FOLDER_FILES = ("best.safetensors", "model.safetensors")
 EPOCH_PREFIX = "checkpoint_epoch_"
+# A checkpoint's header (the tensor index and the metadata) is read first; one past this is refused.
+_HEAD_BYTES, _MAX_HEADER = 64 * 1024, 100 * 1024 * 1024
 # How logits become probabilities: per emotion (multi-label, BCE training) or over the emotions
 # (single-label, cross-entropy training).
 ACTIVATIONS = ("sigmoid", "softmax")
@@ -162,39 +167,73 @@ def resolve_checkpoint(uri: str, storage_options: dict | None = None) -> str:
     return f"{folder}/{chosen}"
 
 
-def _check_complete(data: bytes, uri: str) -> None:
+def _check_complete(header: dict, header_len: int, size: int, uri: str) -> None:
     """A truncated file (an interrupted copy or upload) fails here, on the driver, in one line,
     rather than when a worker builds the model."""
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + length])
     end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-    if len(data) != 8 + length + end:
-        raise CheckpointError(f"{uri}: truncated or corrupt checkpoint ({len(data):,d} bytes; its header "
-                              f"describes {8 + length + end:,d}); copy or write it again")
+    if size != 8 + header_len + end:
+        raise CheckpointError(f"{uri}: truncated or corrupt checkpoint ({size:,d} bytes; its header "
+                              f"describes {8 + header_len + end:,d}); copy or write it again")
 
 
-def _read(uri: str, storage_options: dict | None) -> tuple[bytes, CheckpointInfo]:
-    uri = resolve_checkpoint(uri, storage_options)
-    with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+@dataclass
+class _Source:
+    """Where a checkpoint's tensors are: a local file (memory-mapped when loaded) or its bytes."""
+
+    path: str | None = None
+    data: bytes | None = None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        if self.path is not None:  # mapped copy-on-write: pages are read as the model touches them
+            return load_safetensors_file(self.path)
+        return load_safetensors(self.data)
+
+
+def _open(uri: str, storage_options: dict | None) -> tuple[_Source, bytes, int, str]:
+    """A checkpoint's source, the start of the file (at least its header), its size and its id.
+
+    A local file is hashed as a stream and never read whole into memory (a paper-model checkpoint
+    is ~0.5 GB; the model stage maps it); a remote one is read once."""
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    if isinstance(fs, LocalFileSystem):
+        with open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+            if len(head) >= 8 and 8 + struct.unpack("<Q", head[:8])[0] > len(head):
+                head += f.read(min(struct.unpack("<Q", head[:8])[0], _MAX_HEADER) + 8 - len(head))
+            f.seek(0)
+            digest = hashlib.sha256()
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+        digest = digest.hexdigest()[:16]
+        return _Source(path=path), head, os.path.getsize(path), digest
+    with fs.open(path, "rb") as f:
         data = f.read()
+    return _Source(data=data), data, len(data), _model_id(data)
+
+
+def _read(uri: str, storage_options: dict | None) -> tuple[_Source, CheckpointInfo]:
+    uri = resolve_checkpoint(uri, storage_options)
+    source, head, size, model_id = _open(uri, storage_options)
     try:
-        meta = _read_metadata(data)
+        (length,) = struct.unpack("<Q", head[:8])
+        header = json.loads(head[8 : 8 + length])
+        meta = header.get("__metadata__") or {}
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{uri}: not an fv2es checkpoint (unreadable safetensors header: {exc})") from exc
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{uri}: not an fv2es checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
-    _check_complete(data, uri)
+    _check_complete(header, length, size, uri)
     try:
         config = from_dict(ModelConfig, json.loads(meta["model_config"]), "model")
     except ConfigError as exc:
         raise CheckpointError(f"{uri}: its model config is not valid for this fv2es version: {exc}") from exc
     # Checkpoints written before the typed field record only the training loss in ``extra``.
     activation = meta.get("activation") or activation_for_loss(json.loads(meta.get("extra", "{}")).get("loss"))
-    return data, CheckpointInfo(
+    return source, CheckpointInfo(
         config=config,
         thresholds=json.loads(meta.get("thresholds", "null")),
         extra=json.loads(meta.get("extra", "{}")),
-        model_id=_model_id(data),
+        model_id=model_id,
         reparameterized=json.loads(meta["reparameterized"]),
         fv2es_version=meta.get("fv2es_version", ""),
         text_config=json.loads(meta.get("text_config", "null")),
@@ -218,7 +257,7 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
     """
     from fv2es.models.factory import create_model
 
-    data, info = _read(uri, storage_options)
+    source, info = _read(uri, storage_options)
     config, saved_folded = info.config, info.reparameterized
     if saved_folded and not inference:
         raise ValueError(f"{uri}: saved in inference form (RepVGG folded); it cannot be trained further")
@@ -227,7 +266,8 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
         model = create_model(config, pretrained_text=False, text_config=info.text_config)
     if saved_folded:
         model.reparameterize()  # match the saved parameter layout before loading
-    model.load_state_dict(load_safetensors(data), strict=True)
+    # assign: the loaded tensors become the parameters (no second copy of every weight)
+    model.load_state_dict(source.tensors(), strict=True, assign=True)
     if inference:
         model.reparameterize()
         model.eval()

@@ -63,8 +63,10 @@ def scoring_config(cfg: Config, model_config) -> dict:
     """What the scores depend on: the checkpoint's model config (not the config file's ``model``
     section) and the sections the media stages declare (decode, segments, speech, spectrogram,
     faces). Resources and the like are left out: they change how fast, not what, so a resume may
-    change them."""
-    return {"model": to_dict(model_config), **{k: to_dict(getattr(cfg, k)) for k in media_config_sections()}}
+    change them (``decode.nice`` too: a CPU priority)."""
+    sections = {k: to_dict(getattr(cfg, k)) for k in media_config_sections()}
+    sections.get("decode", {}).pop("nice", None)
+    return {"model": to_dict(model_config), **sections}
 
 
 def run_score(cfg: Config, req: ScoreRequest) -> dict:

@@ -268,6 +268,21 @@ def test_isolated_decode_matches_in_process(av_clip, fresh_worker):
     assert len(pids) == 1 and str(os.getpid()) not in pids
 
 
+def _nice_decode(uri, segments, config, storage_options):
+    return failed_rows(segments, OK, f"{os.getpid()} {os.getpriority(os.PRIO_PROCESS, 0)}")
+
+
+def test_decode_nice_lowers_the_child_priority_and_a_new_setting_gets_a_new_child(fresh_worker):
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    calls = [(cfg.nice, isolate.decode_isolated("x", None, cfg, decode_fn=_nice_decode)[0].error.split())
+             for cfg in (DecodeConfig(nice=7), DecodeConfig(nice=7), DecodeConfig())]
+    (_, (pid1, prio1)), (_, (pid2, prio2)), (_, (pid3, prio3)) = calls
+    assert int(prio1) == int(prio2) == min(19, mine + 7) and pid1 == pid2  # one child, reused
+    assert int(prio3) == mine and pid3 != pid1  # nice=0 cannot reuse the lowered child
+    with pytest.raises(ValueError, match="nice must be 0-19"):
+        DecodeConfig(nice=20)
+
+
 def test_crashing_decoder_becomes_rows_and_next_call_works(av_clip, fresh_worker):
     before = isolate.decode_isolated("x", None, decode_fn=_pid_decode)[0].error
     rows = isolate.decode_isolated(str(av_clip), TWO_SEGMENTS, decode_fn=_segfault_decode)

@@ -41,6 +41,20 @@ def test_constant_rate_sampling(av_clip, interval_ms):
     assert (row.start_s, row.end_s) == (0.0, pytest.approx(2.0, abs=0.01))
 
 
+def test_skipping_non_reference_frames_samples_the_next_decoded_frame(av_clip):
+    """decode.skip_nonref: x264's B-frames are not decoded, so an instant whose frame was skipped
+    takes the next decoded one (a frame period or two later); its pixels are that frame's, the
+    audio is untouched, and the count of samples is the same."""
+    exact = decode(str(av_clip), config=DecodeConfig(img_interval_ms=250))[0]
+    (row,) = decode(str(av_clip), config=DecodeConfig(img_interval_ms=250, skip_nonref=True))
+    assert row.status == OK and len(row.frame_times_s) == len(exact.frame_times_s) == 8
+    late = row.frame_times_s - exact.frame_times_s
+    assert np.all(late >= -1e-9) and np.all(late <= 3 / 30 + 1e-9)
+    assert np.any(late > 1e-9)  # some sampled instant fell on a skipped frame
+    assert [frame_index(f) for f in row.frames] == [round(t * 30) * 8 % 256 // 8 for t in row.frame_times_s]
+    np.testing.assert_array_equal(row.audio, exact.audio)
+
+
 def test_variable_frame_rate_sampling_by_timestamp(vfr_clip):
     path, pts_ms = vfr_clip  # [0, 40, 90, 520, 560, 1010, 1400, 1990]
     (row,) = decode(str(path), config=DecodeConfig(img_interval_ms=500))
