@@ -51,7 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed_corpus import make_corpus  # noqa: E402
 from speed_floors import StageFloors, decode_clip, warm  # noqa: E402
-from speed_probe import TreeSampler  # noqa: E402
+from speed_probe import TreeSampler, actor_startup  # noqa: E402
 from speed_report import CONTENDERS, FLOORS, SECTION, busy_note, report, write_benchmarks  # noqa: E402, F401
 from speed_seed import SeedWay  # noqa: E402
 
@@ -301,7 +301,9 @@ def main(argv=None) -> dict:
                 runs[name].append(bench.run(name))
                 print(f"round {r + 1}/{args.rounds} {name}: {runs[name][-1]['wall_s']:.1f} s", flush=True)
         bench.clips = all_clips  # start-up and scaling runs draw on the whole corpus
+        since = time.time()
         one = bench.run("fv2es", 1)["wall_s"]
+        actors = actor_startup(since)
         scaling = {n: bench.run("fv2es", n)["wall_s"] for n in scaling_sizes}
         bench.pool.shutdown()
     ray.shutdown()
@@ -327,7 +329,8 @@ def main(argv=None) -> dict:
                                 for k in ("best", "median")},
         "floor_per_clip_s": {**{f: c[f]["best_s"] / args.clips for f in FLOORS},
                              "full floor": sum(c[f]["best_s"] for f in FLOORS) / args.clips},
-        "startup": {"ray_init_s": ray_init_s, "one_clip_wall_s": one, "points": points, "fit": fit(points)},
+        "startup": {"ray_init_s": ray_init_s, "one_clip_wall_s": one, "actors": actors, "points": points,
+                    "fit": fit(points)},
         "scaling": scaling or None,
         "precision_check": check,
     }

@@ -147,3 +147,32 @@ class TreeSampler:
     def peak_pss_mib(self) -> float | None:
         """Peak summed PSS of the tree, MiB (shared pages split among their processes)."""
         return self.peak_pss / 2**20 if self.available else None
+
+
+def actor_startup(since: float) -> dict[str, dict[str, float]]:
+    """Per actor pool of the pipeline run that began at ``since`` (``time.time()``): when its
+    first actor began and finished ``__init__`` and when its first call began, in seconds from
+    ``since``, read from Ray's task timeline (``ray.timeline``). Empty when Ray keeps no events."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import ray
+
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        ray.timeline(filename=f.name)
+        events = json.loads(Path(f.name).read_text())
+    pools: dict[str, dict[str, float]] = {}
+    for e in events:
+        name = e.get("cat", "").removeprefix("task::")  # e.g. MapWorker(MapBatches(ModelStage)).submit
+        if e.get("ph") != "X" or not name.startswith("MapWorker(") or e["ts"] / 1e6 < since:
+            continue
+        pool = name[len("MapWorker("):name.rindex(")")].replace("MapBatches(", "").replace(")", "")
+        start, end = e["ts"] / 1e6 - since, (e["ts"] + e["dur"]) / 1e6 - since
+        p = pools.setdefault(pool, {})
+        if name.endswith(".__init__"):
+            p["init_start_s"] = min(p.get("init_start_s", start), start)
+            p["init_end_s"] = min(p.get("init_end_s", end), end)
+        elif name.endswith(".submit"):
+            p["first_call_s"] = min(p.get("first_call_s", start), start)
+    return pools

@@ -40,6 +40,10 @@ def report(result: dict) -> str:
     if st["fit"]:
         lines[-1] += (f"; fitted over {', '.join(str(n) for n, _ in st['points'])} clips: "
                       f"{st['fit']['fixed_s']:.1f} s fixed + {st['fit']['per_clip_s']:.2f} s per clip")
+    if st.get("actors"):
+        lines.append("one clip's actors (s from the run's start: __init__ began-ended, first call): " + "; ".join(
+            f"{pool} {a.get('init_start_s', float('nan')):.1f}-{a.get('init_end_s', float('nan')):.1f}, "
+            f"{a.get('first_call_s', float('nan')):.1f}" for pool, a in st["actors"].items()))
     per_clip = result["floor_per_clip_s"]
     lines.append("floors per clip (best round / clips; no fixed cost: their models load and their pools start "
                  "before the timing): " + ", ".join(f"{k} {v:.2f} s" for k, v in per_clip.items()))

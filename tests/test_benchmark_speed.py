@@ -78,6 +78,12 @@ def test_speed_benchmark_tiny(tmp_path):
     startup = result["startup"]
     assert startup["ray_init_s"] > 0 and startup["one_clip_wall_s"] > 0
     assert math.isfinite(startup["fit"]["fixed_s"]) and math.isfinite(startup["fit"]["per_clip_s"])
+    # The one-clip run's actors, from Ray's timeline: each began its __init__ before it ended it,
+    # and got its first call after; the model's pool is among them.
+    actors = startup["actors"]
+    assert "ModelStage" in actors, actors
+    for pool, a in actors.items():
+        assert 0 <= a["init_start_s"] <= a["init_end_s"] <= a["first_call_s"] <= startup["one_clip_wall_s"], pool
     assert result["scaling"] is None
     check = result["precision_check"]
     assert 0 <= check["max_abs_prob_diff"] < 0.1 and 0 <= check["top_emotion_agreement"] <= 1
