@@ -1,5 +1,12 @@
 """``fv2es model``: build a model from a config, count its parameters, time a forward pass on
-a generated utterance of a given length (CPU or GPU)."""
+a generated utterance of a given length (CPU or GPU).
+
+Any preset works: FV2ES (``model.preset=fv2es_tiny``, the default without ``--config``;
+``fv2es_paper``) takes faces, spectrogram pieces and a transcript; the seed's baselines
+(``model.preset=lf_rnn`` / ``lf_transformer``) take the hand-crafted feature sequences
+preprocessing writes (:mod:`fv2es.models.handcrafted`), as many steps of ``model.hfc_sizes``
+widths as a real utterance of that length has.
+"""
 
 from __future__ import annotations
 
@@ -25,14 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also save the (untrained, freshly initialised) model as a checkpoint here")
 
 
+# Parts counted per sub-module: FV2ES's audio / visual stages, a baseline's per-modality encoders and heads.
+_PER_SUBMODULE = ("audio", "visual", "rnns", "transformers", "affines")
+
+
 def parameter_counts(model) -> dict[str, int]:
-    """Parameters per top-level part of an FV2ES model, plus the total."""
+    """Parameters per top-level part of a model (FV2ES: ``text``, ``audio.nest``, ...; a baseline:
+    ``rnns.t`` / ``transformers.t``, ``affines.t``, ..., ``weighted_fusion``), then the total and
+    the trainable ones (a baseline freezes the modalities it does not use)."""
     counts: dict[str, int] = {}
     for name, p in model.named_parameters():
         parts = name.split(".")
-        key = ".".join(parts[:2]) if parts[0] in ("audio", "visual") else parts[0]
+        key = ".".join(parts[:2]) if parts[0] in _PER_SUBMODULE else parts[0]
         counts[key] = counts.get(key, 0) + p.numel()
     counts["total"] = sum(p.numel() for p in model.parameters())
+    counts["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return counts
 
 
@@ -56,9 +70,45 @@ def example_utterance(seconds: float, img_interval_ms: int, text: str, seed: int
     }
 
 
+def example_features(seconds: float, config, img_interval_ms: int, text: str, spectrogram=None,
+                     seed: int = 0) -> dict:
+    """A generated utterance for a baseline: hand-crafted feature sequences (``hcf_text``,
+    ``hcf_audio``, ``hcf_visual``) of widths ``config.hfc_sizes`` and of the lengths preprocessing
+    gives an utterance of ``seconds`` with transcript ``text``: a vector per word piece of
+    ``config.text_model``'s tokenizer (at most ``text_max_len``), per 12.5 ms spectrogram frame,
+    per sampled face frame (:mod:`fv2es.models.handcrafted`). Values are standard normal."""
+    from fv2es.media.spectrogram import SpectrogramConfig, num_frames
+    from fv2es.models.text import load_tokenizer
+
+    spectrogram = spectrogram or SpectrogramConfig()
+    rng = np.random.default_rng(seed)
+    words = len(load_tokenizer(config.text_model)(text, add_special_tokens=False)["input_ids"])
+    lengths = (min(words, config.text_max_len), num_frames(round(seconds * spectrogram.sample_rate), spectrogram),
+               max(1, math.floor(seconds * 1000 / img_interval_ms)))
+    return {key: rng.standard_normal((n, width), dtype=np.float32)
+            for key, n, width in zip(("hcf_text", "hcf_audio", "hcf_visual"), lengths, config.hfc_sizes)}
+
+
+def _describe(cfg, sample: dict) -> tuple[str, str, str]:
+    """The lines on the model, its inputs and the generated utterance."""
+    m = cfg.model
+    if m.hand_crafted:
+        sizes = " ".join(map(str, m.hfc_sizes))
+        steps = ", ".join(f"{len(sample[k])} {what}" for k, what in
+                          (("hcf_text", "word pieces"), ("hcf_audio", "audio frames"), ("hcf_visual", "face frames")))
+        return (f"model {m.preset} (the seed's {m.arch} baseline; modalities {m.modalities})",
+                f"inputs: hand-crafted feature sequences, widths {sizes} (text audio visual; -hfcs)", steps)
+    return (f"model {m.preset} (modalities {m.modalities}, text {m.text_model!r}; "
+            f"branches text={m.text_arch} audio={m.audio_arch} visual={m.visual_arch})",
+            f"inputs: faces {m.face_size}x{m.face_size} RGB, spectrogram pieces "
+            f"{'x'.join(map(str, m.piece_shape))} (bands x mel bins x frames) at {cfg.spectrogram.sample_rate} Hz",
+            f"{len(sample['faces'])} face frames, {len(sample['pieces'])} spectrogram pieces")
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the configured model, print its parameter counts and time a forward pass; returns 0."""
-    from fv2es.models import Collate, create_model
+    from fv2es.models import create_model
+    from fv2es.models.handcrafted import model_collate
 
     if args.config is None:  # no file: the tiny preset, so the command works from any folder
         args.overrides = ["model.preset=fv2es_tiny", *args.overrides]
@@ -73,18 +123,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.training_form:
         model.reparameterize()
     model.to(args.device)
-    print(f"model {cfg.model.preset} (modalities {cfg.model.modalities}, text {cfg.model.text_model!r}; "
-          f"branches text={cfg.model.text_arch} audio={cfg.model.audio_arch} visual={cfg.model.visual_arch})")
-    print(f"inputs: faces {cfg.model.face_size}x{cfg.model.face_size} RGB, spectrogram pieces "
-          f"{'x'.join(map(str, cfg.model.piece_shape))} (bands x mel bins x frames) at {cfg.spectrogram.sample_rate} Hz")
+    text = "I can't believe you did that, I am so happy for you."
+    if cfg.model.hand_crafted:
+        sample = example_features(args.seconds, cfg.model, cfg.decode.img_interval_ms, text, cfg.spectrogram)
+    else:
+        sample = example_utterance(args.seconds, cfg.decode.img_interval_ms, text, spectrogram=cfg.spectrogram)
+    model_line, inputs_line, steps = _describe(cfg, sample)
+    print(model_line)
+    print(inputs_line)
     for name, n in parameter_counts(model).items():
         print(f"  {name:<24} {n:>13,d}")
-
-    sample = example_utterance(args.seconds, cfg.decode.img_interval_ms,
-                               "I can't believe you did that, I am so happy for you.", spectrogram=cfg.spectrogram)
-    batch = Collate(cfg.model.text_model, cfg.model.text_max_len)([sample]).to(args.device)
-    print(f"utterance: {args.seconds:g} s -> {len(sample['faces'])} face frames, "
-          f"{len(sample['pieces'])} spectrogram pieces ({'training' if args.training_form else 'inference'} form, "
+    batch = model_collate(cfg.model)([sample]).to(args.device)
+    print(f"utterance: {args.seconds:g} s -> {steps} ({'training' if args.training_form else 'inference'} form, "
           f"{args.device}, {torch.get_num_threads()} threads)")
     times = []
     with torch.inference_mode():

@@ -179,6 +179,47 @@ def test_a_seed_style_baseline_command_trains_on_fv2es_shards(demo_shards, tmp_p
 
 
 @pytest.mark.slow
+def test_the_seed_readme_command_trains_lf_transformer_on_fv2es_shards(demo_shards, tmp_path, monkeypatch, capsys):
+    """The seed README's command as written (tests/train/test_seed_cli.py: README_COMMAND), with
+    ``--model=lf_transformer --hand-crafted -hfcs 384 88 140`` for ``--model=mme2e`` and one epoch
+    for its 30 (``train.epochs=1``), on shards `fv2es preprocess --hand-crafted` wrote (one clip of
+    each emotion per split of them: -bs=2 and --trans-nlayers=4 make each utterance dearer than in
+    the learning check); then the seed's ``--test`` of the run gives the run's own test metrics."""
+    from fv2es.cli import main
+    from fv2es.models import load_checkpoint
+    from fv2es.train import evaluate, job, loop
+    from fv2es.train.local import train_in_process
+    from tests.train.test_seed_cli import README_COMMAND, one_clip_per_emotion_and_split
+
+    monkeypatch.setattr(job, "run_train", train_in_process)  # Ray Train itself: the next test
+    monkeypatch.setattr(loop, "train_threads", lambda *args: 1)  # see the learning check below
+    command = README_COMMAND.replace("--model=mme2e", "--model=lf_transformer --hand-crafted -hfcs 384 88 140")
+    assert command != README_COMMAND and command.startswith("fv2es train ")
+    shards = one_clip_per_emotion_and_split(demo_shards / "shards", tmp_path / "shards")
+    ours = ["--datapath", shards, "--output", str(tmp_path / "runs"), "--name", "lft", "train.epochs=1"]
+    assert main([*shlex.split(command)[1:], *ours]) == 0
+    captured = capsys.readouterr()
+    assert "training lf_transformer (tav)" in captured.out
+    for note in ("--cuda=0: no CUDA device: training on CPU", "--trans-dim=64: the seed's lf_transformer does "
+                 "not read it", "--text-model-size=base: the seed's lf_transformer does not read it"):
+        assert note in captured.err
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "lft" / "metrics.jsonl").read_text().splitlines()]
+    # -bs=2 over the 6 training clips; -lr=4.5e-6 learns little in one epoch, but it runs as written
+    assert [r["epoch"] for r in rows] == [0] and rows[0]["train_utterances"] == 6
+    ckpt = load_checkpoint(str(tmp_path / "runs" / "lft" / "best.safetensors"))
+    # --trans-nlayers=4 is the one transformer flag the seed's LF_Transformer reads; heads stay 4 / 2 / 5
+    assert (ckpt.config.arch, ckpt.config.trans_nlayers, ckpt.config.hfc_sizes) == ("lf_transformer", 4, (384, 88, 140))
+    assert len(ckpt.model.transformers["t"].encoder.layers) == 4
+    reports = []
+    run_evaluate = evaluate.run_evaluate
+    monkeypatch.setattr(evaluate, "run_evaluate", lambda *a, **k: reports.append(run_evaluate(*a, **k)) or reports[-1])
+    assert main(["train", "--model=lf_transformer", "--test", "--ckpt", str(tmp_path / "runs" / "lft"), *ours]) == 0
+    assert [r["utterances"] for r in reports] == [6]
+    assert reports[0]["acc"] == pytest.approx(rows[0]["test_acc"])
+    assert reports[0]["avg_f1"] == pytest.approx(rows[0]["test_avg_f1"], abs=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("modalities", ["t", "a", "v", "tav"])
 # Epochs: LF-RNN's audio run first picks a >= 0.8 epoch at 17 (its valid F1 peaks at epochs 16-17);
 # LF-Transformer's visual run (fp32, 24 epochs) has valid F1 1.0 and test accuracy 1.0 at epochs
@@ -196,7 +237,10 @@ def test_a_baseline_learns_each_modality_of_the_demo_corpus(demo_shards, train_c
     # Epochs of 8 batches, the features read from the shards: 0.5 s (LF-RNN) and 3.1 s (LF-Transformer)
     # each; the transformer wants the smaller learning rate (at 1e-3 its visual run picks a 0.78 epoch).
     # fp32: the seed trained its baselines in fp32, and train.precision=auto is bf16 on a CPU with native
-    # bf16, where LF-RNN's audio run picks a 0.67 epoch (best epoch 15; fp32 on the same machine: 0.89).
+    # bf16, where this seed's LF-RNN audio run picks a 0.67 epoch (best epoch 15; fp32 on the same machine:
+    # 0.89). That is one seed's noise, not bf16's fault: over six seeds (benchmarks/train_precision.py,
+    # lf_rnn:a:24) fp32 and bf16 reach mean test accuracy 0.96 and 0.94, each below 1.0 on other seeds
+    # (fp32 0.94, 0.83; bf16 0.83, 0.83). A one-seed check fixes the precision so it tests learning alone.
     cfg = baseline_cfg(train_cfg, preset, modalities, epochs=epochs, early_stop=epochs, lr=lr, precision="fp32")
     req = TrainRequest(str(demo_shards / "shards"), str(demo_shards / "runs"), f"{preset}-{modalities}")
     best = train_in_process(cfg, req)
