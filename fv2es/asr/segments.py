@@ -2,8 +2,9 @@
 
 Pure functions on times in seconds; no model. ``speech_segments`` turns utterances (stretches of
 speech, from VAD + ASR) into scoring segments within ``[min_s, max_s]`` where the speech allows it;
-``words_in_span`` gives a segment, a fixed window or a caption span every word that overlaps it,
-so a sentence running across several windows gives text to each of them.
+``split_at_changes`` cuts them again where the speaker changes; ``words_in_span`` gives a segment,
+a fixed window or a caption span every word that overlaps it, so a sentence running across
+several windows gives text to each of them.
 """
 
 from __future__ import annotations
@@ -101,6 +102,26 @@ def _split_long(span, min_s: float, max_s: float, words) -> list[tuple[float, fl
     pieces = math.ceil((end - start) / max_s)
     step = (end - start) / pieces
     return [(start + k * step, end if k == pieces - 1 else start + (k + 1) * step) for k in range(pieces)]
+
+
+def split_at_changes(spans: Sequence[tuple[float, float]], changes: Sequence[tuple[float, float]],
+                     min_s: float = 0.2) -> list[tuple[float, float]]:
+    """Segments cut where the speaker changes, so that each holds one voice.
+
+    ``changes``: ``(end of one voice, start of the next)`` (:func:`fv2es.media.diarize.voice_changes`);
+    a segment holding a change is cut there, the pause between the two voices left out (as a cut
+    at a pause is in :func:`speech_segments`), unless a side would be shorter than ``min_s`` (too
+    little to be a turn of its own: a voice's last syllable across a boundary). Segments are not
+    merged or resized: a reply shorter than ``min_segment_s`` stays its own segment.
+    """
+    out: list[tuple[float, float]] = []
+    for start, end in spans:
+        for left_end, right_start in sorted(changes):
+            if left_end - start >= min_s and end - right_start >= min_s and right_start >= left_end:
+                out.append((start, left_end))
+                start = right_start
+        out.append((start, end))
+    return out
 
 
 def words_in_span(words: Iterable[_Timed], start: float, end: float) -> list:

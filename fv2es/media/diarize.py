@@ -186,6 +186,24 @@ def diarize(audio: np.ndarray, encoder: VoiceEncoder, config: SpeakersConfig = S
     return turns_of(spans, cluster(embeddings, config.threshold))
 
 
+def voice_changes(spans: np.ndarray, embeddings: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[float, float]]:
+    """Where the voice changes in one stretch of audio: its pieces (``spans``, (k, 2) seconds;
+    ``embeddings``, (k, 256)) clustered as :func:`label_job` clusters a video's, and for each two
+    consecutive pieces of different clusters, ``(end of the first, start of the second)`` (equal
+    at a change within speech; a pause between them lies between the two).
+
+    The cutting of segments at speaker changes (``segments.mode=auto``) uses it on one decoded
+    chunk, before the job is whole; the labels a segment finally gets are the video's
+    (:func:`label_job`), so on a voice near ``threshold`` the two can disagree."""
+    spans = np.asarray(spans, np.float64).reshape(-1, 2)
+    if len(spans) < 2:
+        return []
+    order = np.argsort(spans[:, 0], kind="stable")
+    spans = spans[order]
+    labels = cluster(np.asarray(embeddings, np.float32).reshape(-1, 256)[order], threshold)
+    return [(float(spans[k, 1]), float(spans[k + 1, 0])) for k in range(len(spans) - 1) if labels[k] != labels[k + 1]]
+
+
 def embed_spans(audio: np.ndarray, spans: list[tuple[int, int]], encoder: VoiceEncoder) -> np.ndarray:
     """The GE2E embedding of each frame span of ``audio`` (spans of one length run as one batch)."""
     import torch

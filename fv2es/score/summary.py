@@ -11,6 +11,13 @@ step reads every segment of the output:
    the sums added up and divided once. Its cost grows with the number of jobs, not segments.
 
 :func:`summarize_videos` is both steps at once, for a table of segment rows in memory.
+
+Each segment counts once. With ``segments.per_person`` a segment showing several people is one
+row per person; the rows of the other people (``face_select`` ``person``) are left out of the
+summary, so a video's segment counts, ``scored_seconds`` and means are of its segments as scored
+without ``per_person`` (the row of the face ``faces.select`` chose: the speaker's, by default),
+and a video's summary is the same with or without it. The other people's scores are in the
+segment table.
 """
 
 from __future__ import annotations
@@ -24,6 +31,17 @@ from fv2es.failures import OK
 
 KEYS = ["video_uri", "job_id"]
 ROW = "_row"  # where a job's first row is in its part: orders a video's jobs (first failure, first duration)
+OTHER_PERSON = "person"  # the face_select of a per-person segment's rows of the people not chosen
+
+
+def chosen_rows(segments: pa.Table) -> pa.Table:
+    """``segments`` without the rows of the people a segment's face rule did not choose
+    (``face_select`` ``person``: :mod:`fv2es.pipeline.stages.faces` with ``segments.per_person``),
+    so that each segment is one row: the same one it is without ``per_person``."""
+    if "face_select" not in segments.column_names:
+        return segments
+    other = pc.fill_null(pc.equal(segments.column("face_select"), OTHER_PERSON), False)
+    return segments.filter(pc.invert(other)) if pc.any(other).as_py() else segments
 
 
 def spans(table: pa.Table) -> np.ndarray:
@@ -49,7 +67,10 @@ def summarize_jobs(segments: pa.Table) -> pa.Table:
     :func:`combine_jobs` makes a video's row of. Columns: ``video_uri``, ``job_id``, ``_row``,
     ``video_duration_s`` and ``model_id`` (the job's first non-null), ``segments``,
     ``segments_ok``, ``scored_seconds``, ``first_status`` / ``first_error`` (its first failed
-    segment's; null without one) and four partial sums per ``prob_*`` column."""
+    segment's; null without one) and four partial sums per ``prob_*`` column. The rows of the
+    people not chosen (``face_select`` ``person``, with ``segments.per_person``) do not count: a
+    segment counts once (:func:`chosen_rows`)."""
+    segments = chosen_rows(segments)
     if "job_id" not in segments.column_names:  # a part written before job ids: a job per video and side
         from fv2es.pipeline.plan import job_id
 

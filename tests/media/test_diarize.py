@@ -69,3 +69,20 @@ def test_a_video_is_labelled_across_its_segments(encoder):
     assert [t.speaker for t in turns[0]] == ["S0", "S1"] and [t.speaker for t in turns[2]] == ["S1"]
     assert turns[0][1].start == pytest.approx(truth[1][0], abs=0.1)
     assert label_job([np.zeros((0, 2))], [np.zeros((0, 256))]) == ([None], [[]])
+
+
+def test_voice_changes_lie_in_the_pauses_between_two_voices(encoder):
+    """The cuts of segments at speaker changes (``segments.mode=auto``): one stretch's pieces,
+    clustered, change where the voice does, and only there."""
+    from fv2es.media.diarize import voice_changes
+
+    cfg = SpeakersConfig()
+    for order, expected in (([0, 1, 0, 1], 3), ([1, 1, 0, 0], 1), ([0, 0], 0)):
+        audio, truth = turns_audio(order, gap_s=0.3)
+        found, emb = pieces(speech_frames(audio, cfg), audio, encoder, cfg)
+        changes = voice_changes(np.asarray(found, np.float32) * 0.01, emb, cfg.threshold)
+        pauses = [(a[1], b[0]) for a, b in zip(truth, truth[1:]) if a[2] != b[2]]
+        assert len(changes) == len(pauses) == expected
+        for (left_end, right_start), (end, start) in zip(changes, pauses):
+            assert left_end == pytest.approx(end, abs=0.1) and right_start == pytest.approx(start, abs=0.1)
+    assert voice_changes(np.zeros((1, 2)), np.ones((1, 256))) == []

@@ -209,3 +209,85 @@ def test_per_person_rows_score_every_visible_face(stage, two):
     left, right = unpack_faces(out[0]["faces"]), unpack_faces(out[1]["faces"])
     assert left.shape == right.shape and np.abs(left.astype(int) - right.astype(int)).mean() > 20  # two people
     assert out[0]["faces"] == stage(number_all(decoded)).column("faces")[0].as_py()  # the speaker: as without it
+
+
+def test_a_segment_is_cut_where_the_speaker_changes_and_nowhere_else():
+    from fv2es.asr.segments import split_at_changes
+
+    changes = [(2.85, 3.15), (5.2, 5.5), (9.95, 10.0)]
+    assert split_at_changes([(0.2, 9.0)], changes) == [(0.2, 2.85), (3.15, 5.2), (5.5, 9.0)]
+    assert split_at_changes([(0.2, 3.0), (3.2, 5.3)], changes) == [(0.2, 3.0), (3.2, 5.3)]  # a side too short
+    assert split_at_changes([(0.2, 10.1)], changes, min_s=0.05) == [(0.2, 2.85), (3.15, 5.2), (5.5, 9.95),
+                                                                     (10.0, 10.1)]
+    assert split_at_changes([(0.0, 4.0)], []) == [(0.0, 4.0)]
+
+
+def auto_segments(clip, speakers: str, chunk_s: float = 60.0) -> list[dict]:
+    """``clip`` cut as ``segments.mode=auto`` cuts it (speech-to-text, the packaged tiny.en): the
+    job's decode, speaker and transcription stages in their order, then numbered."""
+    from fv2es.config import ScoreConfig, config_from_dict
+    from fv2es.pipeline.dataset import media_stages
+    from fv2es.pipeline.local import local_job, run_stages
+    from fv2es.pipeline.plan import list_jobs
+
+    cfg = config_from_dict({"speakers": {"mode": speakers}, "decode": {"max_side": 320},
+                            "resources": {"chunk_s": chunk_s}})
+    stages = [s for s in media_stages(local_job(cfg, cfg.segments)) if s.name in ("decode", "speakers", "transcribe")]
+    assert [s.name for s in stages] == ["decode", "speakers", "transcribe"]
+    return number_all(run_stages(list_jobs(str(clip.path), ScoreConfig()), stages)).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def close(tmp_path_factory):
+    """Two people with short pauses between turns: the recogniser hears one utterance."""
+    return conversation(tmp_path_factory.mktemp("close") / "close.mp4", [0, 1, 0, 1], faces=2, gap_s=0.3)
+
+
+def test_auto_segments_are_cut_at_each_change_of_speaker(close):
+    off = auto_segments(close, "off")
+    assert len(off) == 1 and off[0]["start"] < close.turns[0][0] and off[0]["end"] > close.turns[-1][1] - 0.2
+    rows = auto_segments(close, "auto")
+    assert [(r["segment_index"], r["segment_count"]) for r in rows] == [(k, 4) for k in range(4)]
+    assert [r["speaker"] for r in rows] == ["S0", "S1", "S0", "S1"]
+    for a, b, (_, end, _), (start, _, _) in zip(rows, rows[1:], close.turns, close.turns[1:]):
+        assert abs(a["end"] - end) <= 0.5 and abs(b["start"] - start) <= 0.5  # measured: within 0.02 s
+    for r in rows:
+        assert len(json.loads(r["speaker_turns"])) == 1 and r["text_source"] == "asr" and r["text"]
+        assert r["speaker_ms"] > 0 and r["frames_sampled"] > 0
+        assert r["waveform_samples"] == pytest.approx((r["end"] - r["start"]) * 16000, abs=2)
+    assert " ".join(r["text"] for r in rows) == off[0]["text"]  # the words shared out, none lost
+    assert sum(r["speaker_ms"] for r in rows) > 0 and sum(r["asr_ms"] for r in rows) > 0
+
+
+def test_speaker_cuts_and_chunk_cuts_number_together(close):
+    """Two decode chunks (the boundary in the pause after turn 1), each cut at its change of
+    speaker: the rows of both are numbered as one job, every row kept."""
+    rows = auto_segments(close, "auto", chunk_s=5.4)
+    assert [(r["segment_index"], r["segment_count"]) for r in rows] == [(k, 4) for k in range(4)]
+    assert [r["speaker"] for r in rows] == ["S0", "S1", "S0", "S1"]
+    assert rows[1]["end"] <= 5.4 <= rows[2]["start"]
+    for r, (start, end, _) in zip(rows, close.turns):
+        assert abs(r["start"] - start) <= 0.5 and abs(r["end"] - end) <= 0.5
+
+
+def test_one_speakers_segments_are_not_cut(tmp_path):
+    alone = conversation(tmp_path / "alone.mp4", [0, 0], faces=1, gap_s=0.3)
+    on, off = auto_segments(alone, "auto"), auto_segments(alone, "off")
+    keys = ("segment_index", "segment_count", "start", "end", "text", "frames_sampled", "waveform_samples")
+    assert [tuple(r[k] for k in keys) for r in on] == [tuple(r[k] for k in keys) for r in off]
+    assert {r["speaker"] for r in on} == {"S0"} and {r["speaker"] for r in off} == {None}
+
+
+def test_a_segment_cut_from_a_chunk_keeps_the_voice_pieces_inside_it():
+    from fv2es.pipeline.packing import pack, unpack
+    from fv2es.pipeline.stages.speakers import voice_in
+
+    emb = np.eye(3, 256, dtype=np.float16)
+    row = {"voice_spans": pack(np.array([[0.5, 1.5], [2.0, 3.0], [3.5, 4.0]], np.float32)),
+           "voice_embeddings": pack(emb)}
+    part = voice_in(row, 1.0, 2.5)
+    np.testing.assert_array_equal(unpack(part["voice_spans"], (2,), np.float32), [[1.0, 1.5], [2.0, 2.5]])
+    np.testing.assert_array_equal(unpack(part["voice_embeddings"], (256,), np.float16), emb[:2])
+    assert len(unpack(voice_in(row, 1.6, 1.9)["voice_spans"], (2,), np.float32)) == 0  # a pause: no pieces
+    assert voice_in({"voice_spans": None, "voice_embeddings": None}, 0.0, 1.0) == {
+        "voice_spans": None, "voice_embeddings": None}

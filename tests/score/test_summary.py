@@ -112,3 +112,30 @@ def test_every_prob_column_gets_the_same_mean_and_absent_modalities_do_not_count
 def test_an_empty_part_summarises_to_no_rows():
     empty = random_segments(0).slice(0, 0)
     assert summarize_jobs(empty).num_rows == 0 and summarize_videos(empty, EMOTIONS).num_rows == 0
+
+
+def test_a_segment_of_several_people_counts_once():
+    """``segments.per_person``: a segment showing two people is two rows (the chosen face's and
+    the other person's, ``face_select`` ``person``); the video's seconds, counts and means are of
+    its segments, as without ``per_person``."""
+    def row(start, end, select, hap, status="ok"):
+        return {"video_uri": "v", "job_id": "j", "start": start, "end": end, "video_duration_s": 6.0,
+                "prob_hap": hap, "prob_sad": 1 - hap, "face_select": select, "status": status, "error": "",
+                "model_id": "m"}
+
+    per_person = pa.Table.from_pylist([
+        row(0.0, 2.0, "speaker", 0.8), row(0.0, 2.0, "person", 0.1),  # two people: the speaker's row counts
+        row(2.0, 3.0, "largest", 0.4),  # one face
+        row(3.0, 6.0, "person", 0.0), row(3.0, 6.0, "speaker", 0.3),  # the chosen face needn't come first
+    ])
+    (got,) = summarize_videos(per_person, ["hap", "sad"]).to_pylist()
+    assert got["scored_seconds"] == 6.0 and (got["segments"], got["segments_ok"], got["segments_failed"]) == (3, 3, 0)
+    assert got["prob_hap"] == pytest.approx((0.8 * 2 + 0.4 * 1 + 0.3 * 3) / 6)
+    alone = per_person.filter(pa.compute.not_equal(per_person.column("face_select"), "person"))
+    assert summarize_videos(alone, ["hap", "sad"]).to_pylist() == [got]
+    # random segments, each ok one with a second person's row beside it: the same summary as without
+    segments = random_segments(1)
+    rows = segments.append_column("face_select", pa.array(["speaker"] * segments.num_rows)).to_pylist()
+    doubled = [x for r in rows for x in ([r, {**r, "face_select": "person", "prob_hap": 0.0}]
+                                         if r["status"] == "ok" else [r])]
+    assert_same(summarize_videos(pa.Table.from_pylist(doubled), EMOTIONS), reference(segments, EMOTIONS))

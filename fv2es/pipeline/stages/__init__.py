@@ -9,10 +9,10 @@ output depends on, its resources and its columns (:mod:`fv2es.pipeline.spec`). T
 order of :data:`MEDIA_STAGES`:
 
 - :class:`Decode` (tasks): job rows -> segment rows with frames + times, waveform, captions;
-- :class:`Transcribe` (actor pool; only when ``asr.mode`` is not ``never``): speech-to-text,
-  and cutting at the speech;
 - :class:`Speakers` (tasks; unless ``speakers.mode`` is ``off``): waveform -> pieces of speech and
   their voice embeddings (labelled per video when the job is numbered);
+- :class:`Transcribe` (actor pool; only when ``asr.mode`` is not ``never``): speech-to-text,
+  and cutting at the speech and at the voice changes the speaker stage found;
 - :class:`Spectrogram` (tasks): waveform -> mel pieces;
 - :class:`Faces` (actor pool): frames -> face crops;
 - :class:`VoiceFeatures` (before the spectrogram) and :class:`FaceTextFeatures` (last), tasks, only
@@ -27,7 +27,7 @@ from fv2es.pipeline.stages.spectrogram import Spectrogram
 from fv2es.pipeline.stages.transcribe import Transcribe
 
 # The media stages, in the order they run. A new stage is one more entry here.
-MEDIA_STAGES = (Decode, Transcribe, Speakers, VoiceFeatures, Spectrogram, Faces, FaceTextFeatures)
+MEDIA_STAGES = (Decode, Speakers, Transcribe, VoiceFeatures, Spectrogram, Faces, FaceTextFeatures)
 
 
 def media_columns() -> list[str]:

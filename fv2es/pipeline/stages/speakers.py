@@ -1,7 +1,10 @@
 """The speaker stage: each row's waveform -> its pieces of speech and their voice embeddings.
 
-A segment's speech is cut at pauses and voice changes (:func:`fv2es.media.diarize.pieces`) and
-each piece embedded by the packaged GE2E voice encoder (:mod:`fv2es.media.voices`). Labels need
+A row's speech is cut at pauses and voice changes (:func:`fv2es.media.diarize.pieces`) and
+each piece embedded by the packaged GE2E voice encoder (:mod:`fv2es.media.voices`). It runs
+right after decoding, before the transcription stage cuts a chunk into segments: a chunk cut at
+its speech (``segments.mode=auto``) is also cut where the voice changes (:func:`changes_of`),
+and each segment cut from a chunk keeps the pieces inside it (:func:`voice_in`). Labels need
 the whole video (the same voice in two segments is one speaker), so they are given where a job
 is whole: :func:`fv2es.pipeline.numbering.number` clusters the pieces of all the job's segments
 (:func:`fv2es.media.diarize.label_job`) into ``speaker`` and ``speaker_turns`` and drops the
@@ -16,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from fv2es.failures import OK
-from fv2es.media.diarize import FRAME_S, SpeakersConfig, pieces, speech_frames
-from fv2es.pipeline.packing import pack, unpack_waveform
+from fv2es.media.diarize import FRAME_S, SpeakersConfig, pieces, speech_frames, voice_changes
+from fv2es.pipeline.packing import pack, unpack, unpack_waveform
 from fv2es.pipeline.spec import MediaJob, StageSpec
 
 VOICE_COLUMNS = ("voice_spans", "voice_embeddings")  # between this stage and the numbering only
@@ -29,8 +32,7 @@ class Speakers:
     null without audio, and all null with ``speakers.mode=off``.
 
     Stateless but for the encoder, built on first use: run as tasks
-    (``map_batches(Speakers(config), batch_size=None)``), before the spectrogram stage drops the
-    waveform.
+    (``map_batches(Speakers(config), batch_size=None)``), between decoding and transcription.
     """
 
     name, title, pool = "speakers", "speaker tasks", None
@@ -46,7 +48,7 @@ class Speakers:
 
     @classmethod
     def spec(cls, job: MediaJob) -> StageSpec:
-        """Tasks over whole blocks, beside the spectrogram's."""
+        """Tasks over whole blocks, with the spectrogram's CPUs."""
         return StageSpec(cls.name, cls, (job.cfg.speakers, job.cfg.decode.sample_rate),
                          cpus=job.cfg.resources.spectrogram_cpus)
 
@@ -93,3 +95,29 @@ class Speakers:
         offset = row.get("start") or 0.0
         times = np.asarray(found, np.float32).reshape(-1, 2) * FRAME_S + offset
         return times.astype(np.float32), emb.astype(np.float16)
+
+
+def voices(row: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """A row's pieces ((k, 2) seconds) and their embeddings ((k, 256) float32); None without."""
+    if not row.get("voice_spans"):
+        return None
+    return (unpack(row["voice_spans"], (2,), np.float32),
+            unpack(row["voice_embeddings"], (256,), np.float16).astype(np.float32))
+
+
+def changes_of(row: dict, config: SpeakersConfig) -> list[tuple[float, float]]:
+    """Where the voice changes in a row (:func:`fv2es.media.diarize.voice_changes` on its pieces)."""
+    found = voices(row)
+    return voice_changes(*found, config.threshold) if found is not None else []
+
+
+def voice_in(row: dict, start: float, end: float) -> dict:
+    """The voice columns of the part [start, end) of a row: the pieces overlapping it, clipped to
+    it (with their embeddings); unchanged (null) for a row without pieces."""
+    found = voices(row)
+    if found is None:
+        return {c: row.get(c) for c in VOICE_COLUMNS}
+    spans, emb = found
+    keep = (spans[:, 1] > start) & (spans[:, 0] < end)
+    clipped = np.clip(spans[keep], start, end).astype(np.float32)
+    return {"voice_spans": pack(clipped), "voice_embeddings": pack(emb[keep].astype(np.float16))}

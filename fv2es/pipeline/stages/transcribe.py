@@ -10,7 +10,12 @@ Three kinds of row arrive from :class:`~fv2es.pipeline.stages.decode.Decode`:
   merged or split to [``min_segment_s``, ``max_segment_s``], become the segments. The silent
   stretches between them are not scored. A chunk with no speech at all (silence, music, noise,
   or no audio stream) is scored as it is, in pieces of at most ``max_segment_s``, with
-  ``text_source`` ``none``, so a silent video still gets its face and voice scores.
+  ``text_source`` ``none``, so a silent video still gets its face and voice scores. Either way
+  the chunk's segments are then cut again where the voice changes (the speaker stage's pieces of
+  the chunk, clustered: :func:`~fv2es.asr.segments.split_at_changes`), so that each has one speaker.
+
+Each segment cut from a chunk keeps the speaker stage's pieces inside it, and its share of the
+chunk's decode, transcription and speaker times.
 
 A chunk cut into segments says how many rows it became (``chunk_row`` / ``chunk_rows``);
 :class:`fv2es.pipeline.numbering.SegmentNumbering` numbers them over the whole job once every chunk is in.
@@ -27,14 +32,16 @@ import numpy as np
 import pyarrow as pa
 
 from fv2es.asr.config import AsrConfig
-from fv2es.asr.segments import speech_segments, text_of, words_in_span
+from fv2es.asr.segments import speech_segments, split_at_changes, text_of, words_in_span
 from fv2es.config import SegmentsConfig, to_dict
 from fv2es.data.transcripts import Segment
 from fv2es.failures import OK
+from fv2es.media.diarize import SpeakersConfig
 from fv2es.pipeline.packing import pack, unpack_frame_times, unpack_frames, unpack_waveform
 from fv2es.pipeline.plan import ASR, NO_TEXT, needs_transcript, windows
 from fv2es.pipeline.spec import MediaJob, StageSpec, actor_spec
 from fv2es.pipeline.stages.decode import SPEECH, captions_json
+from fv2es.pipeline.stages.speakers import changes_of, voice_in
 from fv2es.pipeline.timing import apportion
 from fv2es.storage import options_for
 
@@ -66,11 +73,12 @@ class Transcribe:
             return None
         return actor_spec(cls, job, (cfg.asr, job.segments, cfg.decode.sample_rate), {
             "device": "cuda" if r.asr_gpus > 0 else "cpu", "threads": max(1, round(r.asr_cpus)),
-            "storage_options": options_for(cfg.asr.model, job.asr_storage_options)})
+            "storage_options": options_for(cfg.asr.model, job.asr_storage_options), "speakers": cfg.speakers})
 
     def __init__(self, asr: AsrConfig, segments: SegmentsConfig, sample_rate: int, device: str = "cpu",
-                 threads: int = 1, storage_options: dict | None = None):
+                 threads: int = 1, storage_options: dict | None = None, speakers: SpeakersConfig | None = None):
         self.asr, self.segments, self.sample_rate = asr, segments, sample_rate
+        self.speakers = speakers or SpeakersConfig()  # its threshold, for the cuts at voice changes
         self.device, self.threads, self.storage_options = device, max(1, threads), storage_options or {}
         self._engine = None
 
@@ -108,6 +116,7 @@ class Transcribe:
             spans = self._speech_spans(transcript, start, end)
             if not spans:  # no speech in this stretch: scored as it is, without text
                 spans = windows(start, end, self.segments.max_segment_s)
+            spans = split_at_changes(spans, changes_of(row, self.speakers))  # one speaker a segment
             planned = [[s, e, None, "", NO_TEXT] for s, e in spans]
         else:
             planned = json.loads(cuts)
@@ -115,12 +124,15 @@ class Transcribe:
         seconds = [e - s for s, e, *_ in planned]
         asr_ms = apportion((time.perf_counter() - started) * 1000, seconds)
         decode_ms = apportion(row["decode_ms"] or 0.0, seconds)
+        speaker_ms = apportion(row.get("speaker_ms") or 0.0, seconds) if row.get("speaker_ms") is not None else None
         out = []
         for k, (s, e, uid, text, source) in enumerate(planned):
             piece = _slice(row, s, e, self.sample_rate)
             # The chunk's place among the job's rows (fv2es.pipeline.numbering): row k of the cut.
             piece.update(chunk_row=k, chunk_rows=len(planned), utterance_id=uid, text=text, text_source=source,
                          cuts="", asr_ms=float(asr_ms[k]), decode_ms=float(decode_ms[k]))
+            if "voice_spans" in row:  # the speaker stage ran (first): the pieces inside this segment
+                piece.update(voice_in(row, s, e), speaker_ms=None if speaker_ms is None else float(speaker_ms[k]))
             if transcript is not None and needs_transcript(self.asr.mode, source):
                 _set_text(piece, transcript, _words_in(transcript, s, e))
             out.append(piece)
