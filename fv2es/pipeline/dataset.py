@@ -118,11 +118,29 @@ def media_job(cfg: Config, segments: SegmentsConfig, storage_options: dict | Non
     return MediaJob(cfg, segments, cluster_shape()[0], storage_options, asr_storage_options)
 
 
-BLOCKS_FIRST, BLOCKS_LATER = 1024, 64  # input blocks a planned table is cut into (see build_dataset)
-# Past BLOCKS_LATER blocks the first table's blocks hold up to this many jobs each: a block is a decode task,
-# ~30 ms of Ray's scheduling (on the driver too), which 1,000 one-job blocks of fast failing inputs paid
-# 1,000 times (1,000 missing files: 61 s with 1,000 blocks, 29 s with 32; issue 21).
-JOBS_PER_BLOCK = 16
+BLOCKS_FIRST, BLOCKS_LATER = 1024, 64  # most input blocks of a plan's first table; blocks of each later one
+# A block is a decode task and one task of every later stage: Ray's scheduling of each (~30 ms, on the
+# driver too: its streaming executor's cost grows with the blocks queued) is paid per block, which
+# 20,000 fast failing inputs in 1,000 blocks of 20 paid 1,000 times (issue 21). So the first table is
+# cut into this many blocks per decode task running at once: enough to keep each busy, and no more.
+BLOCKS_PER_DECODE_TASK = 8
+
+
+def block_size(rows: int, first: bool, decode_tasks: int | None) -> int:
+    """Jobs per input block of a planned table of ``rows`` jobs (``first``: the plan's first).
+
+    The first table (all of a small plan) is cut into :data:`BLOCKS_PER_DECODE_TASK` blocks per
+    decode task that runs at once (``decode_tasks``), at least :data:`BLOCKS_LATER` and at most
+    :data:`BLOCKS_FIRST`: one job a block up to that many jobs (parallelism over few long videos),
+    then blocks of several, so that the blocks keep every decode slot busy and no more. Each later
+    table of a big plan is cut into :data:`BLOCKS_LATER` (it has parallelism to spare, and every
+    block costs Ray a task of its own before the pipeline starts)."""
+    import math
+
+    if not first:
+        return max(1, math.ceil(rows / BLOCKS_LATER))
+    blocks = min(BLOCKS_FIRST, max(BLOCKS_LATER, BLOCKS_PER_DECODE_TASK * (decode_tasks or 0)))
+    return max(1, math.ceil(rows / blocks))
 
 
 def build_dataset(jobs, stages: list[StageSpec]):
@@ -130,14 +148,9 @@ def build_dataset(jobs, stages: list[StageSpec]):
 
     ``jobs``: job dicts, or job tables (:func:`fv2es.pipeline.plan.iter_jobs`, any iterable of
     them: each is put into Ray's object store as it comes, so the driver holds one at a time).
-    A block of jobs is what one decode task takes, so the first table (all of a small plan) is
-    cut into up to :data:`BLOCKS_FIRST` blocks, for parallelism over few long videos (one job a block
-    up to :data:`BLOCKS_LATER` jobs, then at least that many blocks of up to :data:`JOBS_PER_BLOCK`); each later
-    table of a big plan into :data:`BLOCKS_LATER` (it has parallelism to spare, and every block
-    costs Ray a task of its own before the pipeline starts).
+    A block of jobs is what one decode task takes (:func:`block_size`: the decode stage's tasks
+    at once size the first table's blocks).
     """
-    import math
-
     import pyarrow as pa
     import ray
 
@@ -147,13 +160,12 @@ def build_dataset(jobs, stages: list[StageSpec]):
         jobs = [jobs]
     elif isinstance(jobs, list) and (not jobs or isinstance(jobs[0], dict)):
         jobs = [job_table(jobs)]
+    decode_tasks = next((s.tasks for s in stages if s.name == "decode"), None)
     refs = []
     for table in jobs:
         if not table.num_rows:
             continue
-        size = max(1, math.ceil(table.num_rows / (BLOCKS_LATER if refs else BLOCKS_FIRST)))
-        if not refs and table.num_rows > BLOCKS_LATER:
-            size = max(size, min(JOBS_PER_BLOCK, math.ceil(table.num_rows / BLOCKS_LATER)))
+        size = block_size(table.num_rows, not refs, decode_tasks)
         refs += [ray.put(table.slice(i, size)) for i in range(0, table.num_rows, size)]
     ds = ray.data.from_arrow_refs(refs) if refs else ray.data.from_items([])
     for s in stages:

@@ -51,12 +51,21 @@ class SegmentNumbering:
         self._rows: dict[str, int] = {}
 
     def add(self, batch: pa.Table) -> list[pa.Table]:
-        """The jobs of ``batch`` that are now whole, numbered (a job's rows may span many batches)."""
+        """The jobs of ``batch`` that are now whole, numbered (a job's rows may span many batches).
+
+        The jobs whose rows all came in ``batch`` (most: a short video is one chunk) are numbered
+        together, as one table, with no per-job table work (:func:`number_many`); a fast failed
+        input costs the driver a share of a batch, not a table of its own. A job with speech for
+        the speaker labels, or with rows elsewhere, is numbered alone once whole."""
         if batch.num_rows == 0:
             return []
-        whole = []
         keys = batch.column("job_id")
-        for key in pc.unique(keys).to_pylist():
+        together = _whole_here(batch, self.pending)
+        whole = [number_many(batch.filter(pc.is_in(keys, value_set=together)))] if len(together) else []
+        rest = pc.unique(keys)
+        if len(together):
+            rest = rest.filter(pc.invert(pc.is_in(rest, value_set=together)))
+        for key in rest.to_pylist():
             rows = batch.filter(pc.equal(keys, key))
             self.pending.setdefault(key, []).append(rows)
             self._rows[key] = self._rows.get(key, 0) + rows.num_rows
@@ -68,6 +77,48 @@ class SegmentNumbering:
     def incomplete(self) -> list[str]:
         """Jobs (their ids) with rows still missing (empty after a full run: anything else is a bug)."""
         return list(self.pending)
+
+
+def _whole_here(batch: pa.Table, pending: dict) -> pa.Array:
+    """The ids of the jobs whose every row is in ``batch`` (none pending from earlier batches) and
+    that need no speaker labelling (no speech pieces): every chunk in (``chunk_count`` of them),
+    each with its ``chunk_rows`` rows. Rows of per-person segments are left to the per-job path."""
+    if "persons" in batch.column_names:
+        return pa.array([], pa.string())
+    chunks = batch.select(["job_id", "chunk_index", "chunk_count", "chunk_rows"]).group_by(
+        ["job_id", "chunk_index"]).aggregate([([], "count_all"), ("chunk_count", "max"), ("chunk_rows", "max")])
+    jobs = chunks.group_by("job_id").aggregate([([], "count_all"), ("chunk_count_max", "max"),
+                                                ("chunk_rows_max", "sum"), ("count_all", "sum")])
+    whole = pc.and_(pc.equal(jobs.column("count_all"), jobs.column("chunk_count_max_max")),
+                    pc.equal(jobs.column("count_all_sum"), jobs.column("chunk_rows_max_sum")))
+    if set(VOICE_COLUMNS) <= set(batch.column_names):  # a job with speech pieces is labelled alone
+        voiced = pc.unique(batch.column("job_id").filter(pc.is_valid(batch.column("voice_spans"))))
+        whole = pc.and_(whole, pc.invert(pc.is_in(jobs.column("job_id"), value_set=voiced)))
+    ids = jobs.column("job_id").filter(whole)
+    if pending and len(ids):
+        ids = pa.array([k for k in ids.to_pylist() if k not in pending], pa.string())
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+
+
+def number_many(jobs: pa.Table) -> pa.Table:
+    """Whole jobs' rows, numbered as :func:`number` numbers each, in one table: the jobs in the
+    order they first appear, each job's rows by chunk and row; for jobs with no speech pieces
+    (their ``speaker`` and ``speaker_turns``: null)."""
+    first = pc.dictionary_encode(jobs.column("job_id").combine_chunks()).indices  # by first appearance
+    jobs = jobs.append_column("_job", first).sort_by(
+        [("_job", "ascending"), ("chunk_index", "ascending"), ("chunk_row", "ascending")])
+    which = jobs.column("_job").to_numpy()
+    jobs = jobs.drop_columns(["_job"])
+    if set(VOICE_COLUMNS) <= set(jobs.column_names):
+        nulls = pa.nulls(jobs.num_rows, pa.string())
+        jobs = jobs.drop_columns(list(VOICE_COLUMNS)).append_column("speaker", nulls).append_column(
+            "speaker_turns", nulls)
+    jobs = jobs.drop_columns(list(PROVENANCE))
+    counts = np.bincount(which)  # the rows are sorted by job: each job's rows are one run
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    index = np.arange(jobs.num_rows) - starts[which]
+    return (jobs.append_column("segment_index", pa.array(index.astype(np.int32)))
+                .append_column("segment_count", pa.array(counts[which].astype(np.int32))))
 
 
 def _expected_rows(tables: list[pa.Table]) -> int:
@@ -150,4 +201,8 @@ def number_all(table: pa.Table) -> pa.Table:
     jobs = numbering.add(table)
     if numbering.incomplete():
         raise ValueError(f"rows missing for jobs {numbering.incomplete()}")
-    return pa.concat_tables(jobs) if jobs else number(table)
+    if not jobs:
+        return number(table)
+    out = pa.concat_tables(jobs)  # the jobs in the order they first appear in ``table``
+    rank = pc.index_in(out.column("job_id"), value_set=pc.unique(table.column("job_id"))).to_numpy()
+    return out.take(pa.array(np.argsort(rank, kind="stable")))

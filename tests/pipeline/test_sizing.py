@@ -124,3 +124,21 @@ def test_each_stage_builds_its_run_from_the_job_sized_once(asr_mode):
     assert (by_name["model"].actors, by_name["model"].cpus, by_name["model"].kwargs["threads"]) == (1, 1.0, 2)
     assert by_name["decode"].actors == 0 and by_name["decode"].tasks == 8  # 2 CPUs at 0.25 each
     assert ("asr_actors" in r.__dataclass_fields__) and (r.asr_actors == 1) == (asr_mode == "auto")
+
+
+def test_a_plan_s_blocks_keep_the_decode_tasks_busy_and_no_more():
+    """The first planned table is cut into 8 blocks a decode task (at least 64, at most 1,024):
+    one job a block for a small plan, a few hundred jobs a block for 20,000 on 2 CPUs (8 tasks),
+    where 1,000 blocks of 20 paid Ray's per-block cost 1,000 times; later tables into 64."""
+    import math
+
+    from fv2es.pipeline.dataset import block_size
+
+    def blocks(rows, first=True, tasks=8):
+        return math.ceil(rows / block_size(rows, first, tasks))
+
+    assert [block_size(n, True, 8) for n in (1, 10, 64)] == [1, 1, 1]
+    assert [blocks(n) for n in (100, 1_000, 2_000, 20_000, 50_000)] == [50, 63, 63, 64, 64]
+    assert block_size(20_000, True, 8) == 313 and block_size(20_000, True, None) == 313
+    assert blocks(100, tasks=300) == 100 and blocks(20_000, tasks=300) == 1_000  # a big cluster: up to 1,024
+    assert blocks(5_000, tasks=1_000) == 1_000 and block_size(50_000, False, 300) == 782  # later tables: 64

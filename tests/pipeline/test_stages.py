@@ -110,3 +110,20 @@ def test_face_stage_uses_the_speaker_side(demo):
     rows = [{**row, "frames": wide.tobytes(), "frame_width": 320, "speaker_side": side} for side in ("left", "right")]
     left, right = Faces(FaceConfig())(pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)).to_pylist()
     assert left["faces_found"] >= 3 and right["faces_found"] == 0
+
+
+def test_failed_inputs_of_a_block_leave_decode_as_one_table_in_their_place(demo):
+    """A decode call takes a block of jobs; consecutive failed ones (no media) leave as one table,
+    so a block of fast failing inputs is one table, not one a job, and every job still has its row."""
+    (good,) = [j for j in list_jobs(str(demo), ScoreConfig()) if j["video_uri"].endswith("clip_00000.mp4")]
+    missing = [{**good, "video_uri": str(demo / f"missing_{k}.mp4"), "job_id": f"{k:016x}"} for k in range(5)]
+    stage = Decode(DecodeConfig(max_side=320), SegmentsConfig(), ResourcesConfig())
+    tables = list(stage(pa.Table.from_pylist([*missing[:3], good, *missing[3:]])))
+    assert [t.num_rows for t in tables] == [3, 1, 2]
+    assert [t.column("status").to_pylist() for t in tables] == [["unreadable"] * 3, ["ok"], ["unreadable"] * 2]
+    uris = [u.rsplit("/", 1)[1] for t in tables for u in t.column("video_uri").to_pylist()]
+    assert uris == ["missing_0.mp4", "missing_1.mp4", "missing_2.mp4", "clip_00000.mp4", "missing_3.mp4",
+                    "missing_4.mp4"]
+    assert all(t.schema == DECODED_SCHEMA for t in tables)
+    rows = number_all(pa.concat_tables(tables)).to_pylist()
+    assert len(rows) == 6 and all(r["segment_index"] == 0 and r["segment_count"] == 1 for r in rows)

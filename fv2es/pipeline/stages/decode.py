@@ -97,9 +97,11 @@ class _Chunk:
 class Decode:
     """Job rows (one per video) -> segment rows: planned, decoded, captions attached.
 
-    Meant for ``map_batches(Decode(...), batch_size=1, batch_format="pyarrow")``: it is a
+    Meant for ``map_batches(Decode(...), batch_size=None, batch_format="pyarrow")`` (a block of
+    job rows a call: the block is one task's, :func:`fv2es.pipeline.dataset.block_size`): it is a
     generator, yielding one table per decoded chunk of at most ``resources.chunk_s`` media
-    seconds, so a long video never sits in memory whole. Decoding runs in a child process
+    seconds, so a long video never sits in memory whole; consecutive failed inputs and chunks
+    (small: no media) leave together, as one table, where they came. Decoding runs in a child process
     (:mod:`fv2es.media.isolate`), so a decoder crash fails one video, not the worker; a transient
     failure (the decoder killed, a read failing) is tried again ``resources.decode_retries`` times
     with backoff before it is recorded. ``asr_mode`` (``asr.mode``) says whether a transcription stage follows: only then are
@@ -120,12 +122,13 @@ class Decode:
 
     @classmethod
     def spec(cls, job: MediaJob) -> StageSpec:
-        """Tasks of one job row each, as many at once as the CPUs hold (:func:`fv2es.compute.decode_tasks`)."""
+        """Tasks of a block of job rows each (one call a block), as many at once as the CPUs hold
+        (:func:`fv2es.compute.decode_tasks`)."""
         from fv2es.compute import decode_tasks
 
         cfg, r = job.cfg, job.cfg.resources
         return StageSpec(cls.name, cls, (cfg.decode, job.segments, r, job.storage_options, cfg.asr.mode),
-                         batch_size=1, cpus=r.decode_cpus, tasks=decode_tasks(r, job.cluster_cpus))
+                         batch_size=None, cpus=r.decode_cpus, tasks=decode_tasks(r, job.cluster_cpus))
 
     def __init__(self, decode: DecodeConfig, segments: SegmentsConfig, resources: ResourcesConfig,
                  storage_options: dict | None = None, asr_mode: str = "never"):
@@ -136,8 +139,18 @@ class Decode:
         self.asr_mode = asr_mode
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        failed = []  # consecutive tables of failed rows (no media): they leave as one, in their place
         for row in batch.to_pylist():
-            yield from self.process(_job_from_row(row))
+            for table in self.process(_job_from_row(row)):
+                if OK not in table.column("status").to_pylist():
+                    failed.append(table)
+                    continue
+                if failed:
+                    yield pa.concat_tables(failed)
+                    failed = []
+                yield table
+        if failed:
+            yield pa.concat_tables(failed)
 
     def process(self, job: dict) -> Iterator[pa.Table]:
         """The tables of one job (a video, or one speaker of it)."""
