@@ -115,7 +115,7 @@ def test_each_stage_builds_its_run_from_the_job_sized_once(asr_mode):
                                                             pools=list(active_pools(cfg))))
     job = MediaJob(cfg, cfg.segments, 2.0)
     specs = [*media_stages(job), ModelStage.spec(job, "ckpt.safetensors", None)]
-    names = ["decode", *(["transcribe"] if asr_mode == "auto" else []), "speakers", "spectrogram", "faces", "model"]
+    names = ["decode", "speakers", *(["transcribe"] if asr_mode == "auto" else []), "spectrogram", "faces", "model"]
     assert [s.name for s in specs] == names
     by_name = {s.name: s for s in specs}
     r = cfg.resources
