@@ -82,8 +82,9 @@ def test_speed_benchmark_tiny(tmp_path):
     # and got its first call after; the model's pool is among them.
     actors = startup["actors"]
     assert "ModelStage" in actors, actors
+    # (Times count from just before the run's own clock starts, so the last call may end past its wall.)
     for pool, a in actors.items():
-        assert 0 <= a["init_start_s"] <= a["init_end_s"] <= a["first_call_s"] <= startup["one_clip_wall_s"], pool
+        assert 0 <= a["init_start_s"] <= a["init_end_s"] <= a["first_call_s"] <= startup["one_clip_wall_s"] + 1, pool
     assert result["scaling"] is None
     check = result["precision_check"]
     assert 0 <= check["max_abs_prob_diff"] < 0.1 and 0 <= check["top_emotion_agreement"] <= 1
