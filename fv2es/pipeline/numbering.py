@@ -46,7 +46,8 @@ class SegmentNumbering:
     appended and the provenance columns dropped.
     """
 
-    def __init__(self):
+    def __init__(self, speaker_threshold: float | None = None):
+        self.speaker_threshold = speaker_threshold  # speakers.threshold (None: diarize's default)
         self.pending: dict[str, list[pa.Table]] = {}
         self._rows: dict[str, int] = {}
 
@@ -70,7 +71,7 @@ class SegmentNumbering:
             self.pending.setdefault(key, []).append(rows)
             self._rows[key] = self._rows.get(key, 0) + rows.num_rows
             if self._rows[key] >= _expected_rows(self.pending[key]):
-                whole.append(number(pa.concat_tables(self.pending.pop(key))))
+                whole.append(number(pa.concat_tables(self.pending.pop(key)), self.speaker_threshold))
                 del self._rows[key]
         return whole
 
@@ -143,27 +144,29 @@ def _expected_rows(tables: list[pa.Table]) -> int:
     return sum(persons.values())
 
 
-def number(job: pa.Table) -> pa.Table:
-    """One whole job's rows, ordered by chunk and row, with ``segment_index`` 0..n-1 and ``segment_count`` n."""
+def number(job: pa.Table, speaker_threshold: float | None = None) -> pa.Table:
+    """One whole job's rows, ordered by chunk and row, with ``segment_index`` 0..n-1 and ``segment_count`` n
+    (and its speakers labelled at ``speaker_threshold``: :func:`label_speakers`)."""
     keys = [("chunk_index", "ascending"), ("chunk_row", "ascending")]
     persons = [c for c in PERSONS if c in job.column_names]
-    job = label_speakers(job.sort_by(keys + ([("person", "ascending")] if persons else [])))
+    job = label_speakers(job.sort_by(keys + ([("person", "ascending")] if persons else [])), speaker_threshold)
     job = job.drop_columns([*PROVENANCE, *persons])
     n = job.num_rows
     return (job.append_column("segment_index", pa.array(np.arange(n, dtype=np.int32)))
                .append_column("segment_count", pa.array(np.full(n, n, dtype=np.int32))))
 
 
-def label_speakers(job: pa.Table) -> pa.Table:
+def label_speakers(job: pa.Table, threshold: float | None = None) -> pa.Table:
     """One whole job's rows with ``speaker`` (``S0``, ``S1``, ... by first appearance in the video;
     null without speech or without the speaker stage), ``speaker_turns`` (JSON ``[[start, end,
     speaker, face_track], ...]``: the segment's runs of one voice, seconds from the media start;
     ``face_track``: the face track whose mouth moved with that speaker's speech in most of the
     video's segments, null when no segment's face was chosen by it); the voice columns dropped.
-    Rows without the speaker stage's columns are returned as they are."""
+    Rows without the speaker stage's columns are returned as they are. ``threshold``: the
+    clustering's (``speakers.threshold``; None: :data:`fv2es.media.diarize.THRESHOLD`)."""
     if not set(VOICE_COLUMNS) <= set(job.column_names):
         return job
-    from fv2es.media.diarize import label_job
+    from fv2es.media.diarize import THRESHOLD, label_job
 
     # A segment's rows of its people (segments.per_person) share its voice: count it once.
     first = (np.asarray(job.column("person").to_pylist()) == 0 if "person" in job.column_names
@@ -171,7 +174,7 @@ def label_speakers(job: pa.Table) -> pa.Table:
     spans = [unpack(b, (2,), np.float32) for b, f in zip(job.column("voice_spans").to_pylist(), first) if f]
     embeddings = [unpack(b, (256,), np.float16).astype(np.float32)
                   for b, f in zip(job.column("voice_embeddings").to_pylist(), first) if f]
-    speakers, turns = label_job(spans, embeddings)
+    speakers, turns = label_job(spans, embeddings, THRESHOLD if threshold is None else threshold)
     segment = np.cumsum(first) - 1  # rows are in segment order, a segment's first person first
     speakers, turns = [speakers[k] for k in segment], [turns[k] for k in segment]
     faces = _faces_of(speakers, job)

@@ -165,7 +165,7 @@ def _stream(cfg: Config, req: ScoreRequest, todo, plan: TodoPlan, collector: Vid
     ds = build_dataset(todo, [*media_stages(job), model])  # walks the rest of the plan into Ray's object store
     log.info(f"scoring {plan.todo} of {plan.jobs} videos ({plan.jobs - plan.todo} already done) with model "
              f"{info.model_id} -> {redact_uri(req.output_uri)}")
-    numbering = SegmentNumbering()
+    numbering = SegmentNumbering(cfg.speakers.threshold)
     progress = Progress("score", plan.todo)  # one line: in place on a terminal, periodic in a log
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for table in numbering.add(batch):

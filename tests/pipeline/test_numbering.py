@@ -50,7 +50,7 @@ def test_a_job_split_over_batches_or_with_speech_is_numbered_alone_once_whole(mo
 
     labelled = []
 
-    def label(job):  # the speaker labelling, for a job with speech pieces only
+    def label(job, threshold=None):  # the speaker labelling, for a job with speech pieces only
         labelled.append(job.column("job_id")[0].as_py())
         n = job.num_rows
         return job.drop_columns(["voice_spans", "voice_embeddings"]).append_column(

@@ -145,6 +145,15 @@ def labelled(stage, two) -> tuple[pa.Table, list[dict]]:
     return table, label_speakers(stage(table)).to_pylist()
 
 
+def test_the_video_labels_follow_speakers_threshold(stage, labelled):
+    """speakers.threshold reaches the numbering's clustering: two voices at the default, one when
+    every cluster may merge (a cosine distance of 1.99)."""
+    table, rows = labelled
+    assert len({r["speaker"] for r in rows} - {None}) == 2
+    merged = label_speakers(stage(table), 1.99).column("speaker").to_pylist()
+    assert set(merged) - {None} == {"S0"}
+
+
 def test_each_turn_has_its_speaker_and_the_speakers_face(labelled, two):
     """Who speaks when, per segment: the voices labelled over the video, in order of appearance,
     and each speaker linked to the face whose mouth moves with their speech."""
