@@ -108,10 +108,15 @@ def _model_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _read_metadata(data: bytes) -> dict[str, str]:
-    # The safetensors header: 8-byte little-endian length, then JSON with a "__metadata__" entry.
+def _read_header(data: bytes) -> tuple[int, dict]:
+    """The safetensors header at the start of ``data``: its length and its JSON (the tensors'
+    index, and the metadata under ``__metadata__``); an 8-byte little-endian length comes first."""
     (length,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8 : 8 + length]).get("__metadata__") or {}
+    return length, json.loads(data[8 : 8 + length])
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    return _read_header(data)[1].get("__metadata__") or {}
 
 
 @dataclass
@@ -184,7 +189,7 @@ class _Source:
     data: bytes | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        if self.path is not None:  # mapped copy-on-write: pages are read as the model touches them
+        if self.path is not None:  # memory-mapped: no bytes object, no deserialising copy
             return load_safetensors_file(self.path)
         return load_safetensors(self.data)
 
@@ -198,8 +203,9 @@ def _open(uri: str, storage_options: dict | None) -> tuple[_Source, bytes, int, 
     if isinstance(fs, LocalFileSystem):
         with open(path, "rb") as f:
             head = f.read(_HEAD_BYTES)
-            if len(head) >= 8 and 8 + struct.unpack("<Q", head[:8])[0] > len(head):
-                head += f.read(min(struct.unpack("<Q", head[:8])[0], _MAX_HEADER) + 8 - len(head))
+            if len(head) >= 8:  # the whole header, up to _MAX_HEADER (a longer one reads as unreadable)
+                need = 8 + min(struct.unpack("<Q", head[:8])[0], _MAX_HEADER)
+                head += f.read(max(0, need - len(head)))
             f.seek(0)
             digest = hashlib.sha256()
             while chunk := f.read(1 << 24):
@@ -215,10 +221,9 @@ def _read(uri: str, storage_options: dict | None) -> tuple[_Source, CheckpointIn
     uri = resolve_checkpoint(uri, storage_options)
     source, head, size, model_id = _open(uri, storage_options)
     try:
-        (length,) = struct.unpack("<Q", head[:8])
-        header = json.loads(head[8 : 8 + length])
+        length, header = _read_header(head)
         meta = header.get("__metadata__") or {}
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+    except (struct.error, ValueError, UnicodeDecodeError, AttributeError) as exc:  # AttributeError: not a JSON object
         raise CheckpointError(f"{uri}: not an fv2es checkpoint (unreadable safetensors header: {exc})") from exc
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{uri}: not an fv2es checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
@@ -266,8 +271,9 @@ def load_checkpoint(uri: str, *, device: str | torch.device = "cpu", inference: 
         model = create_model(config, pretrained_text=False, text_config=info.text_config)
     if saved_folded:
         model.reparameterize()  # match the saved parameter layout before loading
-    # assign: the loaded tensors become the parameters (no second copy of every weight)
-    model.load_state_dict(source.tensors(), strict=True, assign=True)
+    # Copied into the model's own memory, not assigned: a mapped file's pages follow the file, so a
+    # checkpoint copied over in place (``cp``, a run's best.safetensors) would change a live model.
+    model.load_state_dict(source.tensors(), strict=True)
     if inference:
         model.reparameterize()
         model.eval()

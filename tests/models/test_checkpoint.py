@@ -32,6 +32,26 @@ def test_round_trip_rebuilds_the_model_from_the_file_alone(tiny_config, collate,
         assert n1 == n2 and torch.equal(p1, p2)
 
 
+def test_a_loaded_model_keeps_its_weights_when_the_file_is_overwritten_in_place(tiny_config, tmp_path):
+    """A local checkpoint is memory-mapped to load, but the model holds its own copy: writing
+    another model's bytes over the file (``cp`` does, in place) leaves the loaded weights as read."""
+    torch.manual_seed(0)
+    first = create_model(tiny_config).eval()
+    torch.manual_seed(1)
+    second = create_model(tiny_config).eval()
+    path, other = tmp_path / "model.safetensors", tmp_path / "other.safetensors"
+    save_checkpoint(str(path), first)
+    save_checkpoint(str(other), second)
+    loaded = load_checkpoint(str(path), inference=False).model
+    assert other.stat().st_size == path.stat().st_size
+    with open(path, "r+b") as f:  # the same inode, new contents
+        f.write(other.read_bytes())
+    changed = [n for n, p in first.state_dict().items() if not torch.equal(p, second.state_dict()[n])]
+    assert changed  # the two files differ ...
+    for name, p in loaded.state_dict().items():  # ... and the loaded model is still the first
+        assert torch.equal(p, first.state_dict()[name]), name
+
+
 def test_inference_form_checkpoint_and_fsspec_uri(tiny_config, collate):
     torch.manual_seed(0)
     model = create_model(dataclasses.replace(tiny_config, modalities="av")).eval().reparameterize()
@@ -51,6 +71,9 @@ def test_inference_form_checkpoint_and_fsspec_uri(tiny_config, collate):
 def test_not_a_checkpoint_is_refused_clearly(tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00hello")
+    with pytest.raises(ValueError, match="not an fv2es checkpoint"):
+        load_checkpoint(str(junk))
+    junk.write_bytes(b"\x03\x00\x00\x00\x00\x00\x00\x00[1]")  # JSON, but not a header
     with pytest.raises(ValueError, match="not an fv2es checkpoint"):
         load_checkpoint(str(junk))
     from safetensors.torch import save_file
